@@ -1,0 +1,44 @@
+//! The `porin` command line. The structs live in the library so tests can
+//! build and run commands without a process.
+
+mod policy;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "porin", version, about = "Identity-aware L3-L7 network policy for Kubernetes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, compile and explain policy offline, from manifest files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Output {
+    /// Readable text.
+    #[default]
+    Text,
+    /// JSON, for scripts.
+    Json,
+}
+
+impl Cli {
+    /// Runs the command, writing results to `out` and diagnostics to `err`.
+    pub fn run(self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Policy(command) => command.run(out, err),
+        }
+    }
+}

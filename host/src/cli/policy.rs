@@ -1,0 +1,254 @@
+//! `porin policy validate | compile | explain`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Output;
+use crate::diagnostic::{Diagnostic, Severity, has_errors};
+use crate::endpoint::Workloads;
+use crate::manifest::Manifests;
+use crate::policy::explain::{HttpQuery, PeerQuery, Query, explain};
+use crate::policy::resolved::{Action, DirectionPolicy, Protocol};
+use crate::policy::{ResolvedPolicy, compile};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policies and workloads; exit 1 and list every error if any.
+    Validate(ValidateArgs),
+    /// Print identities and the resolved policy of every endpoint.
+    Compile(CompileArgs),
+    /// Explain whether traffic between two peers is allowed, and by which rule.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Inputs {
+    /// Manifest files or directories (YAML, multi-document); repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Source: NAMESPACE/NAME (a pod or Deployment; an unknown NAME is an ad-hoc pod labelled run=NAME), an entity, or an IP.
+    #[arg(long, value_name = "SRC", value_parser = parse_peer)]
+    pub from: PeerQuery,
+    /// Destination, in the same forms as --from.
+    #[arg(long, value_name = "DST", value_parser = parse_peer)]
+    pub to: PeerQuery,
+    /// Destination port, optionally with protocol: 80, 53/UDP.
+    #[arg(long, value_name = "PORT[/PROTO]", value_parser = parse_port)]
+    pub port: (u16, Protocol),
+    /// Extra labels for the source pod: k=v,k2=v2.
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels, default_value = "")]
+    pub from_labels: BTreeMap<String, String>,
+    /// Extra labels for the destination pod: k=v,k2=v2.
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels, default_value = "")]
+    pub to_labels: BTreeMap<String, String>,
+    /// HTTP request method to evaluate against L7 rules.
+    #[arg(long, value_name = "METHOD")]
+    pub http_method: Option<String>,
+    /// HTTP request path (and query) to evaluate.
+    #[arg(long, value_name = "PATH")]
+    pub http_path: Option<String>,
+    /// HTTP Host header to evaluate.
+    #[arg(long, value_name = "HOST")]
+    pub http_host: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+fn parse_peer(text: &str) -> Result<PeerQuery, String> {
+    text.parse()
+}
+
+fn parse_port(text: &str) -> Result<(u16, Protocol), String> {
+    let (port, protocol) = match text.split_once('/') {
+        Some((port, protocol)) => (port, Protocol::parse(&protocol.to_ascii_uppercase())?),
+        None => (text, Protocol::Tcp),
+    };
+    if protocol == Protocol::Any {
+        return Err("give a concrete protocol: TCP, UDP or SCTP".to_string());
+    }
+    let port = port.parse::<u16>().map_err(|_| format!("invalid port `{port}`: expected 1-65535"))?;
+    if port == 0 {
+        return Err("port 0 is not a destination port".to_string());
+    }
+    Ok((port, protocol))
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => Err(format!("invalid label `{pair}`: expected key=value")),
+        })
+        .collect()
+}
+
+/// Loads manifests and workloads, writing every diagnostic to `err`.
+fn load(inputs: &Inputs) -> (Manifests, Workloads) {
+    let mut manifests = Manifests::load(&inputs.files);
+    let (workloads, diagnostics) = Workloads::from_manifests(&manifests);
+    manifests.diagnostics.extend(diagnostics);
+    (manifests, workloads)
+}
+
+fn report(diagnostics: &[Diagnostic], err: &mut dyn Write) -> std::io::Result<()> {
+    for diagnostic in diagnostics {
+        writeln!(err, "{diagnostic}")?;
+    }
+    Ok(())
+}
+
+impl PolicyCommand {
+    pub fn run(self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match self {
+            PolicyCommand::Validate(args) => {
+                let (manifests, workloads) = load(&args.inputs);
+                let resolved = compile(&manifests, &workloads);
+                report(&resolved.diagnostics, err)?;
+                if has_errors(&resolved.diagnostics) {
+                    let errors = resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+                    writeln!(err, "{errors} error(s); invalid objects are not used")?;
+                    return Ok(ExitCode::FAILURE);
+                }
+                let warnings = resolved.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+                writeln!(
+                    out,
+                    "valid: {} policies, {} endpoints, {warnings} warning(s)",
+                    resolved.policies.len(),
+                    resolved.endpoints.len()
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Compile(args) => {
+                let (manifests, workloads) = load(&args.inputs);
+                let resolved = compile(&manifests, &workloads);
+                report(&resolved.diagnostics, err)?;
+                match args.output {
+                    Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&compiled_json(&resolved))?)?,
+                    Output::Text => write_compiled(&resolved, out)?,
+                }
+                Ok(if has_errors(&resolved.diagnostics) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            }
+            PolicyCommand::Explain(args) => {
+                let (manifests, mut workloads) = load(&args.inputs);
+                let http = match (args.http_method, args.http_path, args.http_host) {
+                    (None, None, None) => None,
+                    (method, path, host) => Some(HttpQuery {
+                        method: method.unwrap_or_else(|| "GET".to_string()),
+                        path: path.unwrap_or_else(|| "/".to_string()),
+                        host,
+                    }),
+                };
+                let (port, protocol) = args.port;
+                let query = Query {
+                    from: args.from,
+                    to: args.to,
+                    from_labels: args.from_labels,
+                    to_labels: args.to_labels,
+                    port,
+                    protocol,
+                    http,
+                };
+                query.add_pods(&mut workloads);
+                let resolved = compile(&manifests, &workloads);
+                let problems: Vec<Diagnostic> =
+                    resolved.diagnostics.iter().filter(|d| d.severity > Severity::Note).cloned().collect();
+                report(&problems, err)?;
+                let explanation = match explain(&resolved, &query) {
+                    Ok(explanation) => explanation,
+                    Err(message) => bail!(message),
+                };
+                match args.output {
+                    Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&explanation)?)?,
+                    Output::Text => write!(out, "{explanation}")?,
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn compiled_json(resolved: &ResolvedPolicy) -> serde_json::Value {
+    let identities: Vec<_> = resolved.identities.iter().collect();
+    let ipcache: Vec<_> =
+        resolved.ipcache().into_iter().map(|(net, id)| json!({ "prefix": net, "identity": id })).collect();
+    let rule_sets: Vec<_> = resolved.rule_sets.iter().collect();
+    json!({
+        "identities": identities,
+        "ipcache": ipcache,
+        "endpoints": resolved.endpoints,
+        "rule_sets": rule_sets,
+        "diagnostics": resolved.diagnostics,
+    })
+}
+
+fn write_compiled(resolved: &ResolvedPolicy, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(out, "IDENTITY   LABELS")?;
+    for identity in resolved.identities.iter() {
+        writeln!(out, "{:<10} {}", identity.id, identity.labels)?;
+    }
+    for endpoint in &resolved.endpoints {
+        writeln!(out)?;
+        let ip = endpoint.ip.map(|ip| format!(" ip {ip}")).unwrap_or_default();
+        writeln!(out, "endpoint {}/{} identity {}{ip}", endpoint.namespace, endpoint.name, endpoint.identity)?;
+        for (name, direction) in [("ingress", &endpoint.policy.ingress), ("egress", &endpoint.policy.egress)] {
+            write_direction(name, direction, out)?;
+        }
+    }
+    if !resolved.rule_sets.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "RULE SET   FILTER     RULES")?;
+        for set in resolved.rule_sets.iter() {
+            writeln!(out, "{:<10} {:<10} {}", set.id, set.filter, set.rules)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_direction(name: &str, policy: &DirectionPolicy, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mode = if policy.enforced {
+        let by: Vec<String> = policy.enforced_by.iter().map(ToString::to_string).collect();
+        format!("default deny (by {})", by.join(", "))
+    } else {
+        "default allow".to_string()
+    };
+    writeln!(out, "  {name}: {mode}")?;
+    for entry in &policy.entries {
+        let remote = entry.remote.map_or_else(|| "any".to_string(), |id| id.to_string());
+        let action = match &entry.action {
+            Action::Allow => "allow".to_string(),
+            Action::Deny { .. } => "deny".to_string(),
+            Action::Redirect { filter, rule_set } => format!("redirect {filter}#{rule_set}"),
+        };
+        let ports = format!("{}/{}", entry.ports, entry.protocol);
+        let from: Vec<String> = entry.derived_from.iter().map(|r| format!("{} {}", r.policy, r.path())).collect();
+        writeln!(out, "    {action:<16} {remote:<10} {ports:<14} {}", from.join(", ")).context("writing output")?;
+    }
+    Ok(())
+}

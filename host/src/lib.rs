@@ -1,0 +1,13 @@
+//! porin: an identity-aware L3-L7 network policy engine for Kubernetes.
+//!
+//! The library holds every subsystem; the `porin` binary only parses the
+//! command line and calls in here.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod endpoint;
+pub mod identity;
+pub mod labels;
+pub mod manifest;
+pub mod policy;
+pub mod selector;

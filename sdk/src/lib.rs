@@ -18,6 +18,6 @@ pub struct RuleSetId(pub u32);
 
 impl std::fmt::Display for RuleSetId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
+        self.0.fmt(f)
     }
 }

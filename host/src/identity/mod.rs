@@ -25,7 +25,7 @@ pub struct NumericIdentity(pub u32);
 
 impl fmt::Display for NumericIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        self.0.fmt(f)
     }
 }
 

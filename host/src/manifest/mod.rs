@@ -111,8 +111,10 @@ impl Manifests {
             }
             return;
         }
-        // Controllers write `status`; it never changes what a policy means.
-        map.remove("status");
+        if kind.ends_with("NetworkPolicy") {
+            // Controllers write a policy's `status`; it never changes what the policy means.
+            map.remove("status");
+        }
         let body = match (api_version.as_str(), kind.as_str()) {
             ("cilium.io/v2", "CiliumNetworkPolicy") => typed(map).map(Body::CiliumNetworkPolicy),
             ("cilium.io/v2", "CiliumClusterwideNetworkPolicy") => {

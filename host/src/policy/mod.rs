@@ -23,7 +23,7 @@ use serde::Serialize;
 use self::l7::RuleSets;
 use self::resolve::Resolver;
 use self::resolved::EndpointPolicy;
-use self::rule::{Peer, PolicyRef, PolicySpec};
+use self::rule::{Peer, PolicyKind, PolicyRef, PolicySpec};
 use crate::diagnostic::Diagnostic;
 use crate::endpoint::{Endpoint, Workloads};
 use crate::identity::{IdentityTable, NumericIdentity};
@@ -85,7 +85,19 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
     let mut diagnostics = manifests.diagnostics.clone();
     let mut specs: Vec<PolicySpec> = Vec::new();
     let mut policies = Vec::new();
-    for object in &manifests.objects {
+    // As with `kubectl apply`, a later object of the same kind and name replaces an earlier one.
+    let mut latest: HashMap<(PolicyKind, Option<&str>, &str), usize> = HashMap::new();
+    for (index, object) in manifests.objects.iter().enumerate() {
+        if let Some(key) = policy_key(&object.body) {
+            latest.insert(key, index);
+        }
+    }
+    for (index, object) in manifests.objects.iter().enumerate() {
+        if let Some(later) = policy_key(&object.body).map(|key| latest[&key]).filter(|later| *later != index) {
+            let message = format!("replaced by the later definition at {}", manifests.objects[later].location);
+            diagnostics.push(Diagnostic::note(object.location.clone(), message));
+            continue;
+        }
         let (translated, found) = match &object.body {
             Body::CiliumNetworkPolicy(policy) => translate::translate_cilium(policy, false, &object.location),
             Body::CiliumClusterwideNetworkPolicy(policy) => {
@@ -137,6 +149,21 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
     diagnostics.extend(conflicts);
     let rule_sets = resolver.rule_sets;
     ResolvedPolicy { identities, endpoints, rule_sets, policies, diagnostics }
+}
+
+/// Kind, namespace and name of a policy object.
+fn policy_key(body: &Body) -> Option<(PolicyKind, Option<&str>, &str)> {
+    fn namespaced(meta: &crate::manifest::meta::ObjectMeta) -> Option<&str> {
+        Some(meta.namespace.as_deref().unwrap_or("default"))
+    }
+    match body {
+        Body::CiliumNetworkPolicy(p) => Some((PolicyKind::CiliumNetworkPolicy, namespaced(&p.metadata), &p.metadata.name)),
+        Body::CiliumClusterwideNetworkPolicy(p) => {
+            Some((PolicyKind::CiliumClusterwideNetworkPolicy, None, &p.metadata.name))
+        }
+        Body::NetworkPolicy(p) => Some((PolicyKind::NetworkPolicy, namespaced(&p.metadata), &p.metadata.name)),
+        _ => None,
+    }
 }
 
 fn resolved_endpoint(endpoint: &Endpoint, identity: NumericIdentity, policy: Arc<EndpointPolicy>) -> ResolvedEndpoint {

@@ -79,8 +79,7 @@ impl Manifests {
                 Ok(Value::Null) => {}
                 Ok(value) => self.add_value(value, location),
                 Err(err) => {
-                    let at = err.location().map(|l| format!(" at line {}", line + l.line() - 1)).unwrap_or_default();
-                    let message = format!("invalid YAML{at}: {err}");
+                    let message = format!("invalid YAML: {}", rebase_lines(&err.to_string(), line - 1));
                     self.diagnostics.push(Diagnostic::error(location, message));
                 }
             }
@@ -153,6 +152,24 @@ fn typed<T: DeserializeOwned>(map: Mapping) -> Result<T, (Option<String>, String
         let field = (path != ".").then_some(path);
         (field, err.into_inner().to_string())
     })
+}
+
+/// Rewrites "line N" in a parser message from document lines to file lines.
+fn rebase_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn take_string(map: &mut Mapping, key: &str) -> Option<String> {

@@ -108,7 +108,8 @@ impl Workloads {
                 }
                 Body::Pod(pod) => {
                     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-                    let mut endpoint = Endpoint::from_spec(namespace, &pod.metadata.name, &pod.metadata.labels, &pod.spec);
+                    let mut endpoint =
+                        Endpoint::from_spec(namespace, &pod.metadata.name, &pod.metadata.labels, &pod.spec);
                     if let Some(ip) = &pod.status.pod_ip {
                         match ip.parse() {
                             Ok(ip) => endpoint.ip = Some(ip),
@@ -123,7 +124,12 @@ impl Workloads {
                 Body::Controller(controller) => {
                     let namespace = controller.metadata.namespace.as_deref().unwrap_or("default");
                     let template = &controller.spec.template;
-                    Endpoint::from_spec(namespace, &controller.metadata.name, &template.metadata.labels, &template.spec)
+                    Endpoint::from_spec(
+                        namespace,
+                        &controller.metadata.name,
+                        &template.metadata.labels,
+                        &template.spec,
+                    )
                 }
                 _ => continue,
             };

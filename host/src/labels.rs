@@ -130,7 +130,10 @@ impl LabelSet {
 
     /// Values of the labels that `key` applies to.
     pub fn values<'a>(&'a self, key: &'a LabelKey) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |l| l.key == key.key && key.source.covers(&l.source)).map(|l| l.value.as_str())
+        self.0
+            .iter()
+            .filter(move |l| l.key == key.key && key.source.covers(&l.source))
+            .map(|l| l.value.as_str())
     }
 
     pub fn contains(&self, label: &Label) -> bool {

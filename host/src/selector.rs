@@ -79,7 +79,8 @@ impl Selector {
 
     /// Drops the requirements on `key` written with source `k8s` or `any`.
     pub fn without_key(mut self, key: &str) -> Selector {
-        self.requirements.retain(|r| !(r.key.key == key && matches!(r.key.source, Source::K8s | Source::Any)));
+        self.requirements
+            .retain(|r| !(r.key.key == key && matches!(r.key.source, Source::K8s | Source::Any)));
         self
     }
 

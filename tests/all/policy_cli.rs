@@ -19,8 +19,18 @@ fn validate_lists_every_error_and_fails() {
     assert!(!run.success);
     let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 2, "{}", run.stderr);
-    assert!(errors[0].contains("document 1 (line 1): CiliumNetworkPolicy a/one: spec.ingress[0].fromEntities[0]"), "{}", errors[0]);
-    assert!(errors[1].contains("document 2 (line 9): CiliumNetworkPolicy a/two: spec.egress[0].toPorts[0].ports[0].protocol"), "{}", errors[1]);
+    assert!(
+        errors[0].contains("document 1 (line 1): CiliumNetworkPolicy a/one: spec.ingress[0].fromEntities[0]"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains(
+            "document 2 (line 9): CiliumNetworkPolicy a/two: spec.egress[0].toPorts[0].ports[0].protocol"
+        ),
+        "{}",
+        errors[1]
+    );
     assert!(run.stderr.contains("2 error(s)"));
 }
 
@@ -53,7 +63,16 @@ fn compile_prints_identities_entries_and_rule_sets() {
 fn explain_reads_like_a_sentence() {
     let seed = fixture("seed");
     let run = porin([
-        "policy", "explain", "-f", seed.to_str().unwrap(), "--from", "frontend/test", "--to", "db/postgres", "--port", "5432",
+        "policy",
+        "explain",
+        "-f",
+        seed.to_str().unwrap(),
+        "--from",
+        "frontend/test",
+        "--to",
+        "db/postgres",
+        "--port",
+        "5432",
     ]);
     assert!(run.success, "{}", run.stderr);
     let first = run.stdout.lines().next().unwrap();
@@ -74,5 +93,8 @@ fn explain_rejects_bad_arguments_clearly() {
     assert!(cli(&["--from", "nowhere", "--to", "world", "--port", "80"]).contains("NAMESPACE/NAME"));
     assert!(cli(&["--from", "a/b", "--to", "world", "--port", "80/ICMP"]).contains("unknown protocol"));
     assert!(cli(&["--from", "a/b", "--to", "world", "--port", "0"]).contains("port 0"));
-    assert!(cli(&["--from", "a/b", "--to", "world", "--port", "80", "--from-labels", "novalue"]).contains("key=value"));
+    assert!(
+        cli(&["--from", "a/b", "--to", "world", "--port", "80", "--from-labels", "novalue"])
+            .contains("key=value")
+    );
 }

@@ -6,7 +6,12 @@ use porin_tests::{fixture, porin};
 /// The article's files, applied in the article's order.
 const APP: &[&str] = &["seed/test-app.yaml", "lab/kube-dns.yaml"];
 const DENY_ALL: &str = "seed/cnp-deny-all.yaml";
-const FLOWS: &[&str] = &["seed/ccnp-allow-dns.yaml", "seed/cnp-ns-dns.yaml", "seed/cnp-front-to-back.yaml", "seed/cnp-back-to-db.yaml"];
+const FLOWS: &[&str] = &[
+    "seed/ccnp-allow-dns.yaml",
+    "seed/cnp-ns-dns.yaml",
+    "seed/cnp-front-to-back.yaml",
+    "seed/cnp-back-to-db.yaml",
+];
 
 fn files(extra: &[&str]) -> Vec<String> {
     APP.iter().chain(extra).flat_map(|f| ["-f".to_string(), fixture(f).display().to_string()]).collect()
@@ -27,16 +32,17 @@ fn verdict(files: &[String], from: &str, to: &str, port: &str) -> String {
     explain(files, from, to, port, &[])["verdict"].as_str().unwrap().to_string()
 }
 
-const PEERS: &[&str] =
-    &["frontend/test", "frontend/web", "backend/api", "backend/app", "db/postgres", "kube-system/coredns", "world"];
-const DESTINATIONS: &[&str] = &[
+const PEERS: &[&str] = &[
+    "frontend/test",
     "frontend/web",
     "backend/api",
+    "backend/app",
     "db/postgres",
     "kube-system/coredns",
     "world",
-    "kube-apiserver",
 ];
+const DESTINATIONS: &[&str] =
+    &["frontend/web", "backend/api", "db/postgres", "kube-system/coredns", "world", "kube-apiserver"];
 const PORTS: &[&str] = &["80", "5432", "53/UDP", "53/TCP", "443"];
 
 /// Runs the whole matrix and returns the allowed (from, to, port) triples.
@@ -97,8 +103,12 @@ fn after_deny_all_nothing_moves_in_the_three_namespaces() {
     let expected: Vec<(String, String, String)> = PORTS
         .iter()
         .flat_map(|port| {
-            [("kube-system/coredns", "world"), ("kube-system/coredns", "kube-apiserver"), ("world", "kube-system/coredns")]
-                .map(|(from, to)| (from.to_string(), to.to_string(), port.to_string()))
+            [
+                ("kube-system/coredns", "world"),
+                ("kube-system/coredns", "kube-apiserver"),
+                ("world", "kube-system/coredns"),
+            ]
+            .map(|(from, to)| (from.to_string(), to.to_string(), port.to_string()))
         })
         .collect();
     let mut expected_sorted = expected;
@@ -149,8 +159,12 @@ fn the_deciding_rules_are_named() {
     let denied = explain(&files, "frontend/test", "db/postgres", "5432", &[]);
     assert_eq!(denied["verdict"], "denied");
     assert_eq!(denied["egress"]["decided_by"], "default-deny");
-    let enforced_by: Vec<&str> =
-        denied["egress"]["enforced_by"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let enforced_by: Vec<&str> = denied["egress"]["enforced_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert!(enforced_by.contains(&"default-deny"), "{enforced_by:?}");
     let dns = explain(&files, "kube-system/coredns", "world", "53/UDP", &[]);
     assert_eq!(dns["egress"]["rule"]["policy"], "allow-coredns-egress");
@@ -168,7 +182,13 @@ fn l7_step_redirects_port_80_to_the_http_filter_in_both_directions() {
         "seed/cnp-back-to-db.yaml",
     ]);
     for path in ["/", "/h"] {
-        let answer = explain(&files, "frontend/test", "backend/api", "80", &["--http-method", "GET", "--http-path", path]);
+        let answer = explain(
+            &files,
+            "frontend/test",
+            "backend/api",
+            "80",
+            &["--http-method", "GET", "--http-path", path],
+        );
         assert_eq!(answer["verdict"], "allowed", "{answer:#}");
         assert_eq!(answer["l7"]["filter"], "http");
         assert_eq!(answer["l7"]["verdict"], "allowed");

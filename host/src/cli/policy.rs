@@ -24,7 +24,7 @@ pub enum PolicyCommand {
     /// Print identities and the resolved policy of every endpoint.
     Compile(CompileArgs),
     /// Explain whether traffic between two peers is allowed, and by which rule.
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -132,11 +132,13 @@ impl PolicyCommand {
                 let resolved = compile(&manifests, &workloads);
                 report(&resolved.diagnostics, err)?;
                 if has_errors(&resolved.diagnostics) {
-                    let errors = resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+                    let errors =
+                        resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
                     writeln!(err, "{errors} error(s); invalid objects are not used")?;
                     return Ok(ExitCode::FAILURE);
                 }
-                let warnings = resolved.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+                let warnings =
+                    resolved.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
                 writeln!(
                     out,
                     "valid: {} policies, {} endpoints, {warnings} warning(s)",
@@ -150,12 +152,15 @@ impl PolicyCommand {
                 let resolved = compile(&manifests, &workloads);
                 report(&resolved.diagnostics, err)?;
                 match args.output {
-                    Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&compiled_json(&resolved))?)?,
+                    Output::Json => {
+                        writeln!(out, "{}", serde_json::to_string_pretty(&compiled_json(&resolved))?)?
+                    }
                     Output::Text => write_compiled(&resolved, out)?,
                 }
                 Ok(if has_errors(&resolved.diagnostics) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
             }
             PolicyCommand::Explain(args) => {
+                let args = *args;
                 let (manifests, mut workloads) = load(&args.inputs);
                 let http = match (args.http_method, args.http_path, args.http_host) {
                     (None, None, None) => None,
@@ -216,8 +221,13 @@ fn write_compiled(resolved: &ResolvedPolicy, out: &mut dyn Write) -> anyhow::Res
     for endpoint in &resolved.endpoints {
         writeln!(out)?;
         let ip = endpoint.ip.map(|ip| format!(" ip {ip}")).unwrap_or_default();
-        writeln!(out, "endpoint {}/{} identity {}{ip}", endpoint.namespace, endpoint.name, endpoint.identity)?;
-        for (name, direction) in [("ingress", &endpoint.policy.ingress), ("egress", &endpoint.policy.egress)] {
+        writeln!(
+            out,
+            "endpoint {}/{} identity {}{ip}",
+            endpoint.namespace, endpoint.name, endpoint.identity
+        )?;
+        for (name, direction) in [("ingress", &endpoint.policy.ingress), ("egress", &endpoint.policy.egress)]
+        {
             write_direction(name, direction, out)?;
         }
     }
@@ -247,8 +257,10 @@ fn write_direction(name: &str, policy: &DirectionPolicy, out: &mut dyn Write) ->
             Action::Redirect { filter, rule_set } => format!("redirect {filter}#{rule_set}"),
         };
         let ports = format!("{}/{}", entry.ports, entry.protocol);
-        let from: Vec<String> = entry.derived_from.iter().map(|r| format!("{} {}", r.policy, r.path())).collect();
-        writeln!(out, "    {action:<16} {remote:<10} {ports:<14} {}", from.join(", ")).context("writing output")?;
+        let from: Vec<String> =
+            entry.derived_from.iter().map(|r| format!("{} {}", r.policy, r.path())).collect();
+        writeln!(out, "    {action:<16} {remote:<10} {ports:<14} {}", from.join(", "))
+            .context("writing output")?;
     }
     Ok(())
 }

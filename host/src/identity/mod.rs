@@ -104,7 +104,10 @@ fn default_route(ip: &IpNet) -> IpNet {
 impl IdentityTable {
     /// Allocates identities for workload label sets and the CIDR prefixes
     /// that policies name (including `except` prefixes).
-    pub fn build(endpoint_labels: impl IntoIterator<Item = LabelSet>, prefixes: impl IntoIterator<Item = IpNet>) -> Self {
+    pub fn build(
+        endpoint_labels: impl IntoIterator<Item = LabelSet>,
+        prefixes: impl IntoIterator<Item = IpNet>,
+    ) -> Self {
         let mut identities: Vec<Identity> = reserved::ALL
             .iter()
             .map(|(id, name)| {
@@ -125,7 +128,8 @@ impl IdentityTable {
             identities.push(Identity { id, kind: IdentityKind::Endpoint, labels });
         }
 
-        let mut nets: Vec<IpNet> = prefixes.into_iter().map(|net| net.trunc()).filter(|n| n.prefix_len() > 0).collect();
+        let mut nets: Vec<IpNet> =
+            prefixes.into_iter().map(|net| net.trunc()).filter(|n| n.prefix_len() > 0).collect();
         nets.sort();
         nets.dedup();
         for (i, net) in nets.iter().enumerate() {

@@ -46,9 +46,8 @@ fn cidr_identities_nest_and_resolve_longest_prefix() {
 fn entities_select_their_identities() {
     let pod = LabelSet::new(vec![Label::k8s("app", "a")]);
     let table = IdentityTable::build([pod.clone()], [net("192.0.2.0/24")]);
-    let selected = |entity: Entity| -> Vec<u32> {
-        table.iter().filter(|i| entity.selects(i)).map(|i| i.id.0).collect()
-    };
+    let selected =
+        |entity: Entity| -> Vec<u32> { table.iter().filter(|i| entity.selects(i)).map(|i| i.id.0).collect() };
     assert_eq!(selected(Entity::World), [2, FIRST_LOCAL_IDENTITY]);
     assert_eq!(selected(Entity::Host), [1]);
     assert_eq!(selected(Entity::KubeApiserver), [7]);

@@ -61,13 +61,17 @@ impl Manifests {
         if path.is_dir() {
             match manifest_files(path) {
                 Ok(files) => files.iter().for_each(|file| self.load_path(file)),
-                Err(err) => self.diagnostics.push(Diagnostic::error(file_location, format!("cannot read directory: {err}"))),
+                Err(err) => self
+                    .diagnostics
+                    .push(Diagnostic::error(file_location, format!("cannot read directory: {err}"))),
             }
             return;
         }
         match std::fs::read_to_string(path) {
             Ok(text) => self.parse(&text, file_location),
-            Err(err) => self.diagnostics.push(Diagnostic::error(file_location, format!("cannot read file: {err}"))),
+            Err(err) => {
+                self.diagnostics.push(Diagnostic::error(file_location, format!("cannot read file: {err}")))
+            }
         }
     }
 
@@ -206,7 +210,8 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
         offset += line.len();
     }
     documents.push((start_line, &text[start_byte..]));
-    documents.retain(|(_, doc)| doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    documents
+        .retain(|(_, doc)| doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
     documents
 }
 

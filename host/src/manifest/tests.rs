@@ -13,7 +13,8 @@ fn multi_document_files_keep_document_index_and_line() {
         "---\n# comment only\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n",
     );
     assert!(manifests.diagnostics.is_empty(), "{:?}", manifests.diagnostics);
-    let locations: Vec<_> = manifests.objects.iter().map(|o| (o.location.document, o.location.line)).collect();
+    let locations: Vec<_> =
+        manifests.objects.iter().map(|o| (o.location.document, o.location.line)).collect();
     assert_eq!(locations, [(Some(1), Some(4)), (Some(2), Some(8))]);
     assert_eq!(manifests.objects[1].location.object.as_deref(), Some("Namespace b"));
 }
@@ -42,7 +43,8 @@ fn errors_name_file_document_object_and_field() {
 
 #[test]
 fn invalid_yaml_reports_the_absolute_line() {
-    let manifests = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: [oops\n");
+    let manifests =
+        parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: [oops\n");
     let error = &manifests.diagnostics[0];
     assert_eq!(error.location.document, Some(2));
     assert!(error.message.contains("at line 7 column 1"), "{}", error.message);
@@ -52,9 +54,14 @@ fn invalid_yaml_reports_the_absolute_line() {
 
 #[test]
 fn missing_type_meta_and_wrong_api_versions_are_errors() {
-    let manifests = parse("metadata: {name: a}\n---\napiVersion: cilium.io/v3\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n");
+    let manifests = parse(
+        "metadata: {name: a}\n---\napiVersion: cilium.io/v3\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n",
+    );
     let messages: Vec<_> = manifests.diagnostics.iter().map(|d| d.message.as_str()).collect();
-    assert_eq!(messages, ["missing `apiVersion` or `kind`", "unsupported apiVersion `cilium.io/v3` for CiliumNetworkPolicy"]);
+    assert_eq!(
+        messages,
+        ["missing `apiVersion` or `kind`", "unsupported apiVersion `cilium.io/v3` for CiliumNetworkPolicy"]
+    );
 }
 
 #[test]

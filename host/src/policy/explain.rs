@@ -26,7 +26,10 @@ use crate::labels::LabelSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerQuery {
     /// `NAMESPACE/NAME`: a pod or controller from the manifests, or an ad-hoc pod.
-    Pod { namespace: String, name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
     Entity(Entity),
     Ip(IpAddr),
 }
@@ -40,7 +43,9 @@ impl FromStr for PeerQuery {
         }
         if let Ok(entity) = text.parse::<Entity>() {
             return match entity {
-                Entity::All | Entity::Cluster => Err(format!("`{text}` is a group of identities, not one peer")),
+                Entity::All | Entity::Cluster => {
+                    Err(format!("`{text}` is a group of identities, not one peer"))
+                }
                 entity => Ok(PeerQuery::Entity(entity)),
             };
         }
@@ -222,7 +227,8 @@ fn peer_info<'r>(
     resolved: &'r ResolvedPolicy,
     query: &PeerQuery,
 ) -> Result<(PeerInfo, Option<&'r super::ResolvedEndpoint>), String> {
-    let labels = |id: NumericIdentity| resolved.identities.get(id).map(|i| i.labels.clone()).unwrap_or_default();
+    let labels =
+        |id: NumericIdentity| resolved.identities.get(id).map(|i| i.labels.clone()).unwrap_or_default();
     let pod_info = |endpoint: &super::ResolvedEndpoint| PeerInfo {
         name: format!("{}/{}", endpoint.namespace, endpoint.name),
         kind: PeerKind::Pod,
@@ -237,15 +243,22 @@ fn peer_info<'r>(
             Ok((pod_info(endpoint), Some(endpoint)))
         }
         PeerQuery::Entity(entity) => {
-            let identity = entity.reserved_identity().ok_or_else(|| format!("`{entity}` is not a single peer"))?;
-            let info = PeerInfo { name: entity.to_string(), kind: PeerKind::Entity, identity, labels: labels(identity) };
+            let identity =
+                entity.reserved_identity().ok_or_else(|| format!("`{entity}` is not a single peer"))?;
+            let info = PeerInfo {
+                name: entity.to_string(),
+                kind: PeerKind::Entity,
+                identity,
+                labels: labels(identity),
+            };
             Ok((info, None))
         }
         PeerQuery::Ip(ip) => match resolved.endpoints.iter().find(|e| e.ip == Some(*ip)) {
             Some(endpoint) => Ok((pod_info(endpoint), Some(endpoint))),
             None => {
                 let identity = resolved.identity_of(*ip);
-                let info = PeerInfo { name: ip.to_string(), kind: PeerKind::Ip, identity, labels: labels(identity) };
+                let info =
+                    PeerInfo { name: ip.to_string(), kind: PeerKind::Ip, identity, labels: labels(identity) };
                 Ok((info, None))
             }
         },
@@ -274,7 +287,10 @@ fn decide(
         Lookup::Entry(entry) => {
             let reason = entry_reason(entry, local_info, direction);
             let rule = entry.derived_from[0].clone();
-            (DecidedBy::Rule { rule, rules: entry.derived_from.clone(), action: entry.action.clone() }, reason)
+            (
+                DecidedBy::Rule { rule, rules: entry.derived_from.clone(), action: entry.action.clone() },
+                reason,
+            )
         }
         Lookup::DefaultDeny => {
             let by: Vec<String> = policy.enforced_by.iter().map(|p| format!("{:?} {p}", p.kind)).collect();
@@ -299,7 +315,9 @@ fn entry_reason(entry: &PolicyEntry, local: &PeerInfo, direction: Direction) -> 
     let at = format!("{} at {}", direction.as_str(), local.name);
     match &entry.action {
         Action::Allow => format!("allowed ({at}) by {rules}"),
-        Action::Deny { reason: super::resolved::DenyReason::PolicyDeny } => format!("denied ({at}) by {rules}"),
+        Action::Deny { reason: super::resolved::DenyReason::PolicyDeny } => {
+            format!("denied ({at}) by {rules}")
+        }
         Action::Deny { reason: super::resolved::DenyReason::L7ParserConflict } => {
             format!("denied ({at}): the L7 filters of these rules conflict: {rules}")
         }
@@ -309,11 +327,17 @@ fn entry_reason(entry: &PolicyEntry, local: &PeerInfo, direction: Direction) -> 
     }
 }
 
-fn l7_explanation(resolved: &ResolvedPolicy, query: &Query, decisions: [&DirectionDecision; 2]) -> Option<L7Explanation> {
+fn l7_explanation(
+    resolved: &ResolvedPolicy,
+    query: &Query,
+    decisions: [&DirectionDecision; 2],
+) -> Option<L7Explanation> {
     let mut filter = None;
     let mut l7_decisions = Vec::new();
     for (direction, decision) in [Direction::Egress, Direction::Ingress].into_iter().zip(decisions) {
-        let DecidedBy::Rule { action: Action::Redirect { filter: name, rule_set }, .. } = &decision.decided_by else {
+        let DecidedBy::Rule { action: Action::Redirect { filter: name, rule_set }, .. } =
+            &decision.decided_by
+        else {
             continue;
         };
         let set = resolved.rule_sets.get(*rule_set)?;
@@ -364,7 +388,12 @@ impl fmt::Display for Explanation {
         writeln!(f, "  ingress: {}", self.ingress.reason)?;
         if let Some(l7) = &self.l7 {
             let request = match &l7.request {
-                Some(r) => format!("{} {}{}", r.method, r.path, r.host.as_ref().map(|h| format!(" (host {h})")).unwrap_or_default()),
+                Some(r) => format!(
+                    "{} {}{}",
+                    r.method,
+                    r.path,
+                    r.host.as_ref().map(|h| format!(" (host {h})")).unwrap_or_default()
+                ),
                 None => "no request given (use --http-method/--http-path)".to_string(),
             };
             let verdict = match l7.verdict {

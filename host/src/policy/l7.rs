@@ -22,7 +22,10 @@ pub enum L7Rules {
     Kafka(Vec<KafkaRule>),
     Dns(Vec<DnsRule>),
     /// `l7proto` + `l7`: a filter registered under `proto`, with key/value rules.
-    Generic { proto: String, rules: Vec<BTreeMap<String, String>> },
+    Generic {
+        proto: String,
+        rules: Vec<BTreeMap<String, String>>,
+    },
 }
 
 impl L7Rules {
@@ -44,7 +47,9 @@ impl L7Rules {
             L7Rules::Dns(_) => {
                 L7Rules::Dns(vec![DnsRule { match_name: None, match_pattern: Some("*".to_string()) }])
             }
-            L7Rules::Generic { proto, .. } => L7Rules::Generic { proto: proto.clone(), rules: vec![BTreeMap::new()] },
+            L7Rules::Generic { proto, .. } => {
+                L7Rules::Generic { proto: proto.clone(), rules: vec![BTreeMap::new()] }
+            }
         }
     }
 
@@ -118,7 +123,12 @@ impl RuleSets {
             return *id;
         }
         let id = RuleSetId(self.sets.len() as u32 + 1);
-        self.sets.push(L7RuleSet { id, filter: rules.filter().to_string(), rules: rules.to_json(), typed: rules.clone() });
+        self.sets.push(L7RuleSet {
+            id,
+            filter: rules.filter().to_string(),
+            rules: rules.to_json(),
+            typed: rules.clone(),
+        });
         self.by_rules.insert(rules, id);
         id
     }

@@ -93,8 +93,10 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
         }
     }
     for (index, object) in manifests.objects.iter().enumerate() {
-        if let Some(later) = policy_key(&object.body).map(|key| latest[&key]).filter(|later| *later != index) {
-            let message = format!("replaced by the later definition at {}", manifests.objects[later].location);
+        if let Some(later) = policy_key(&object.body).map(|key| latest[&key]).filter(|later| *later != index)
+        {
+            let message =
+                format!("replaced by the later definition at {}", manifests.objects[later].location);
             diagnostics.push(Diagnostic::note(object.location.clone(), message));
             continue;
         }
@@ -131,7 +133,8 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
         endpoint_identities.iter().zip(&workloads.endpoints).map(|(id, e)| (*id, &e.named_ports)).collect(),
     );
     let mut subjects: HashMap<NumericIdentity, Vec<&PolicySpec>> = HashMap::new();
-    let mut shared: HashMap<(NumericIdentity, &crate::endpoint::NamedPorts), Arc<EndpointPolicy>> = HashMap::new();
+    let mut shared: HashMap<(NumericIdentity, &crate::endpoint::NamedPorts), Arc<EndpointPolicy>> =
+        HashMap::new();
     let mut endpoints = Vec::with_capacity(workloads.endpoints.len());
     for (endpoint, identity) in workloads.endpoints.iter().zip(endpoint_identities) {
         let selecting = subjects.entry(identity).or_insert_with(|| {
@@ -140,7 +143,9 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
         });
         let policy = shared
             .entry((identity, &endpoint.named_ports))
-            .or_insert_with(|| Arc::new(resolver.endpoint_policy(&endpoint.key(), selecting, &endpoint.named_ports)))
+            .or_insert_with(|| {
+                Arc::new(resolver.endpoint_policy(&endpoint.key(), selecting, &endpoint.named_ports))
+            })
             .clone();
         endpoints.push(resolved_endpoint(endpoint, identity, policy));
     }
@@ -157,16 +162,24 @@ fn policy_key(body: &Body) -> Option<(PolicyKind, Option<&str>, &str)> {
         Some(meta.namespace.as_deref().unwrap_or("default"))
     }
     match body {
-        Body::CiliumNetworkPolicy(p) => Some((PolicyKind::CiliumNetworkPolicy, namespaced(&p.metadata), &p.metadata.name)),
+        Body::CiliumNetworkPolicy(p) => {
+            Some((PolicyKind::CiliumNetworkPolicy, namespaced(&p.metadata), &p.metadata.name))
+        }
         Body::CiliumClusterwideNetworkPolicy(p) => {
             Some((PolicyKind::CiliumClusterwideNetworkPolicy, None, &p.metadata.name))
         }
-        Body::NetworkPolicy(p) => Some((PolicyKind::NetworkPolicy, namespaced(&p.metadata), &p.metadata.name)),
+        Body::NetworkPolicy(p) => {
+            Some((PolicyKind::NetworkPolicy, namespaced(&p.metadata), &p.metadata.name))
+        }
         _ => None,
     }
 }
 
-fn resolved_endpoint(endpoint: &Endpoint, identity: NumericIdentity, policy: Arc<EndpointPolicy>) -> ResolvedEndpoint {
+fn resolved_endpoint(
+    endpoint: &Endpoint,
+    identity: NumericIdentity,
+    policy: Arc<EndpointPolicy>,
+) -> ResolvedEndpoint {
     ResolvedEndpoint {
         namespace: endpoint.namespace.clone(),
         name: endpoint.name.clone(),

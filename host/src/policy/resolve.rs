@@ -28,7 +28,10 @@ use crate::identity::{Entity, IdentityKind, IdentityTable, NumericIdentity};
 
 /// What an L3-only rule (no `toPorts`) allows: every port and protocol.
 static EVERY_PORT: LazyLock<[PortRule; 1]> = LazyLock::new(|| {
-    [PortRule { ports: vec![PortProtocol { port: Port::Range(PortRange::ALL), protocol: Protocol::Any }], l7: None }]
+    [PortRule {
+        ports: vec![PortProtocol { port: Port::Range(PortRange::ALL), protocol: Protocol::Any }],
+        l7: None,
+    }]
 });
 
 /// The identities a peer selects; `None` is every identity (a wildcard entry).
@@ -106,7 +109,10 @@ fn intersect(a: &Key, b: &Key) -> Option<Key> {
 }
 
 impl<'a> Resolver<'a> {
-    pub(super) fn new(identities: &'a IdentityTable, endpoint_ports: Vec<(NumericIdentity, &NamedPorts)>) -> Self {
+    pub(super) fn new(
+        identities: &'a IdentityTable,
+        endpoint_ports: Vec<(NumericIdentity, &NamedPorts)>,
+    ) -> Self {
         let mut remote_ports: HashMap<NumericIdentity, NamedPorts> = HashMap::new();
         let mut all_ports = NamedPorts::new();
         for (identity, ports) in endpoint_ports {
@@ -130,7 +136,9 @@ impl<'a> Resolver<'a> {
         let identities = self.identities;
         let selection: Selection = match peer {
             Peer::All | Peer::Entity(Entity::All) => None,
-            Peer::Entity(entity) => Some(identities.iter().filter(|i| entity.selects(i)).map(|i| i.id).collect()),
+            Peer::Entity(entity) => {
+                Some(identities.iter().filter(|i| entity.selects(i)).map(|i| i.id).collect())
+            }
             Peer::Endpoints(selector) => {
                 Some(identities.iter().filter(|i| selector.matches(&i.labels)).map(|i| i.id).collect())
             }
@@ -192,7 +200,9 @@ impl<'a> Resolver<'a> {
                     for port_rule in port_rules {
                         for port in &port_rule.ports {
                             let l7 = port_rule.l7.as_ref();
-                            for (remote, protocol, ports) in self.expand(direction, port, l7, &remotes, local_ports) {
+                            for (remote, protocol, ports) in
+                                self.expand(direction, port, l7, &remotes, local_ports)
+                            {
                                 target.push(Grant { remote, protocol, ports, l7, origin: &rule.origin });
                             }
                         }
@@ -218,7 +228,9 @@ impl<'a> Resolver<'a> {
         for remote in remotes {
             match &port.port {
                 Port::Range(range) => {
-                    out.extend(protocols(port.protocol, *range, l7).into_iter().map(|p| (*remote, p, *range)));
+                    out.extend(
+                        protocols(port.protocol, *range, l7).into_iter().map(|p| (*remote, p, *range)),
+                    );
                 }
                 Port::Named(name) => {
                     let named = match (direction, remote) {
@@ -260,7 +272,10 @@ impl<'a> Resolver<'a> {
                 self.conflict(endpoint, direction, protocol, port, &filters, &origins);
                 let action = Action::Deny { reason: DenyReason::L7ParserConflict };
                 for remote in remotes {
-                    allowed.insert((remote, protocol, PortRange::single(port)), (action.clone(), origins.clone()));
+                    allowed.insert(
+                        (remote, protocol, PortRange::single(port)),
+                        (action.clone(), origins.clone()),
+                    );
                 }
                 continue;
             }
@@ -277,7 +292,10 @@ impl<'a> Resolver<'a> {
                     push_unique(&mut origins, grant.origin);
                 }
                 let rules = rules.expect("every remote comes from a member");
-                let action = Action::Redirect { filter: rules.filter().to_string(), rule_set: self.rule_sets.intern(rules) };
+                let action = Action::Redirect {
+                    filter: rules.filter().to_string(),
+                    rule_set: self.rule_sets.intern(rules),
+                };
                 allowed.insert((remote, protocol, PortRange::single(port)), (action, origins));
             }
         }
@@ -301,7 +319,9 @@ impl<'a> Resolver<'a> {
             for (deny_key, origins) in &denied {
                 match intersect(key, deny_key) {
                     Some(overlap) if overlap == *key => keep = false,
-                    Some(overlap) => origins.iter().for_each(|o| push_unique(shadows.entry(overlap).or_default(), o)),
+                    Some(overlap) => {
+                        origins.iter().for_each(|o| push_unique(shadows.entry(overlap).or_default(), o))
+                    }
                     None => {}
                 }
             }

@@ -182,10 +182,15 @@ pub enum DenyReason {
 #[serde(rename_all = "lowercase", tag = "action")]
 pub enum Action {
     Allow,
-    Deny { reason: DenyReason },
+    Deny {
+        reason: DenyReason,
+    },
     /// Allowed at L4 and handed to the L7 proxy, which runs `filter` with
     /// the rule set `rule_set`.
-    Redirect { filter: String, rule_set: RuleSetId },
+    Redirect {
+        filter: String,
+        rule_set: RuleSetId,
+    },
 }
 
 impl Action {

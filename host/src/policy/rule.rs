@@ -120,7 +120,10 @@ pub enum Peer {
     All,
     Endpoints(Selector),
     Entity(Entity),
-    Cidr { net: IpNet, except: Vec<IpNet> },
+    Cidr {
+        net: IpNet,
+        except: Vec<IpNet>,
+    },
 }
 
 /// A port as written: a range (a single port, `port`-`endPort`, or all) or a

@@ -71,7 +71,10 @@ spec:
 fn load(policies: &str) -> (Manifests, Workloads) {
     let mut manifests = Manifests::default();
     manifests.parse(WORKLOADS, Location::default());
-    manifests.parse(policies, Location { file: Some(std::sync::Arc::new("policies.yaml".into())), ..Location::default() });
+    manifests.parse(
+        policies,
+        Location { file: Some(std::sync::Arc::new("policies.yaml".into())), ..Location::default() },
+    );
     let (workloads, diagnostics) = Workloads::from_manifests(&manifests);
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     (manifests, workloads)
@@ -98,7 +101,8 @@ fn explain_query(policies: &str, query: &Query) -> Explanation {
     let (manifests, mut workloads) = load(policies);
     query.add_pods(&mut workloads);
     let resolved = compile(&manifests, &workloads);
-    let errors: Vec<&Diagnostic> = resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+    let errors: Vec<&Diagnostic> =
+        resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
     assert!(errors.is_empty(), "unexpected errors: {errors:#?}");
     explain(&resolved, query).unwrap()
 }

@@ -13,11 +13,14 @@ fn without_policy_everything_is_allowed() {
 #[test]
 fn empty_rule_in_a_section_denies_everything_in_that_direction_only() {
     let policy = cnp("backend", "deny-in", "endpointSelector: {}\ningress:\n  - {}");
-    check(&policy, &[
-        ("frontend/web", "backend/api", 80, TCP, false),
-        ("world", "backend/api", 80, TCP, false),
-        ("backend/api", "db/postgres", 5432, TCP, true),
-    ]);
+    check(
+        &policy,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, false),
+            ("world", "backend/api", 80, TCP, false),
+            ("backend/api", "db/postgres", 5432, TCP, true),
+        ],
+    );
     let e = explain_query(&policy, &query("frontend/web", "backend/api", 80, TCP));
     let DecidedBy::DefaultDeny { enforced_by } = &e.ingress.decided_by else { panic!("{e}") };
     assert_eq!(enforced_by[0].to_string(), "backend/deny-in");
@@ -26,29 +29,41 @@ fn empty_rule_in_a_section_denies_everything_in_that_direction_only() {
 #[test]
 fn empty_section_list_does_not_switch_default_deny_on() {
     let policy = cnp("backend", "nothing", "endpointSelector: {}\ningress: []\negress: []");
-    check(&policy, &[("frontend/web", "backend/api", 80, TCP, true), ("backend/api", "world", 443, TCP, true)]);
+    check(
+        &policy,
+        &[("frontend/web", "backend/api", 80, TCP, true), ("backend/api", "world", 443, TCP, true)],
+    );
 }
 
 #[test]
 fn ciliums_deny_all_example_egress_empty_rule() {
     let policy = cnp("frontend", "deny-egress", "endpointSelector: {}\negress:\n  - {}");
-    check(&policy, &[("frontend/web", "backend/api", 80, TCP, false), ("backend/api", "frontend/web", 80, TCP, true)]);
+    check(
+        &policy,
+        &[("frontend/web", "backend/api", 80, TCP, false), ("backend/api", "frontend/web", 80, TCP, true)],
+    );
 }
 
 #[test]
 fn deny_sections_with_empty_rules_switch_default_deny_on_and_allows_still_open_paths() {
-    let policies = cnp("frontend", "default-deny", "endpointSelector: {}\ningressDeny: [ {} ]\negressDeny: [ {} ]")
-        + &cnp(
-            "frontend",
-            "allow-api",
-            "endpointSelector: {}\negress:\n  - toEndpoints:\n      - matchLabels: {\"k8s:io.kubernetes.pod.namespace\": backend}",
-        );
-    check(&policies, &[
-        ("frontend/web", "backend/api", 80, TCP, true),
-        ("frontend/web", "db/postgres", 5432, TCP, false),
-        ("frontend/web", "world", 443, TCP, false),
-        ("backend/api", "frontend/web", 80, TCP, false),
-    ]);
+    let policies = cnp(
+        "frontend",
+        "default-deny",
+        "endpointSelector: {}\ningressDeny: [ {} ]\negressDeny: [ {} ]",
+    ) + &cnp(
+        "frontend",
+        "allow-api",
+        "endpointSelector: {}\negress:\n  - toEndpoints:\n      - matchLabels: {\"k8s:io.kubernetes.pod.namespace\": backend}",
+    );
+    check(
+        &policies,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, true),
+            ("frontend/web", "db/postgres", 5432, TCP, false),
+            ("frontend/web", "world", 443, TCP, false),
+            ("backend/api", "frontend/web", 80, TCP, false),
+        ],
+    );
 }
 
 #[test]
@@ -62,11 +77,14 @@ ingress:
   - fromEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": frontend, app: web}}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]"#,
     );
-    check(&policy, &[
-        ("frontend/web", "backend/api", 80, TCP, true),
-        ("frontend/other", "backend/api", 80, TCP, true),
-        ("world", "backend/api", 9999, TCP, true),
-    ]);
+    check(
+        &policy,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, true),
+            ("frontend/other", "backend/api", 80, TCP, true),
+            ("world", "backend/api", 9999, TCP, true),
+        ],
+    );
     let e = explain_query(&policy, &query("frontend/other", "backend/api", 80, TCP));
     assert!(matches!(e.ingress.decided_by, DecidedBy::NoPolicy), "{e}");
 }
@@ -99,5 +117,8 @@ ingress:
 #[test]
 fn default_deny_is_per_endpoint_selection() {
     let policy = cnp("backend", "api-only", "endpointSelector: {matchLabels: {app: api}}\ningress: [{}]");
-    check(&policy, &[("frontend/web", "backend/api", 80, TCP, false), ("frontend/web", "backend/web", 80, TCP, true)]);
+    check(
+        &policy,
+        &[("frontend/web", "backend/api", 80, TCP, false), ("frontend/web", "backend/web", 80, TCP, true)],
+    );
 }

@@ -21,7 +21,10 @@ fn ccnp_deny_beats_cnp_allow() {
 ingressDeny:
   - fromEndpoints: [{matchLabels: {app: web}}]"#,
         );
-    check(&policies, &[("frontend/web", "backend/api", 80, TCP, false), ("frontend/other", "backend/api", 80, TCP, true)]);
+    check(
+        &policies,
+        &[("frontend/web", "backend/api", 80, TCP, false), ("frontend/other", "backend/api", 80, TCP, true)],
+    );
     let e = explain_query(&policies, &query("frontend/web", "backend/api", 80, TCP));
     let DecidedBy::Rule { rule, action, .. } = &e.ingress.decided_by else { panic!("{e}") };
     assert_eq!(rule.path(), "ingressDeny[0]");
@@ -40,11 +43,14 @@ fn port_deny_closes_only_that_port() {
 ingressDeny:
   - toPorts: [{ports: [{port: "80", protocol: TCP}]}]"#,
         );
-    check(&policies, &[
-        ("frontend/web", "backend/api", 80, TCP, false),
-        ("frontend/web", "backend/api", 81, TCP, true),
-        ("frontend/web", "backend/api", 80, UDP, true),
-    ]);
+    check(
+        &policies,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, false),
+            ("frontend/web", "backend/api", 81, TCP, true),
+            ("frontend/web", "backend/api", 80, UDP, true),
+        ],
+    );
 }
 
 #[test]
@@ -60,12 +66,15 @@ fn deny_of_a_peer_shadows_a_more_specific_port_allow() {
         "deny-web",
         "endpointSelector: {}\ningressDeny:\n  - fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: web}}]",
     );
-    check(&policies, &[
-        ("frontend/web", "backend/api", 80, TCP, false),
-        ("frontend/other", "backend/api", 80, TCP, true),
-        ("world", "backend/api", 80, TCP, true),
-        ("frontend/other", "backend/api", 81, TCP, false),
-    ]);
+    check(
+        &policies,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, false),
+            ("frontend/other", "backend/api", 80, TCP, true),
+            ("world", "backend/api", 80, TCP, true),
+            ("frontend/other", "backend/api", 81, TCP, false),
+        ],
+    );
 }
 
 #[test]
@@ -74,13 +83,20 @@ fn deny_beats_network_policy_allow() {
         "backend",
         "np-allow",
         "podSelector: {}\ningress:\n  - from: [{namespaceSelector: {matchLabels: {tier: frontend}}}]",
-    ) + &cnp("backend", "deny-web", "endpointSelector: {}\ningressDeny:\n  - fromEntities: [world]\n  - fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: web}}]\n    toPorts: [{ports: [{port: \"80\"}]}]");
-    check(&policies, &[
-        ("frontend/web", "backend/api", 80, TCP, false),
-        ("frontend/web", "backend/api", 80, UDP, false),
-        ("frontend/web", "backend/api", 443, TCP, true),
-        ("frontend/other", "backend/api", 80, TCP, true),
-    ]);
+    ) + &cnp(
+        "backend",
+        "deny-web",
+        "endpointSelector: {}\ningressDeny:\n  - fromEntities: [world]\n  - fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: web}}]\n    toPorts: [{ports: [{port: \"80\"}]}]",
+    );
+    check(
+        &policies,
+        &[
+            ("frontend/web", "backend/api", 80, TCP, false),
+            ("frontend/web", "backend/api", 80, UDP, false),
+            ("frontend/web", "backend/api", 443, TCP, true),
+            ("frontend/other", "backend/api", 80, TCP, true),
+        ],
+    );
 }
 
 #[test]
@@ -90,5 +106,8 @@ fn deny_without_enforcement_still_denies() {
         "deny-only",
         "endpointSelector: {}\nenableDefaultDeny: {ingress: false}\ningressDeny:\n  - fromEntities: [world]",
     );
-    check(&policy, &[("world", "backend/api", 80, TCP, false), ("frontend/web", "backend/api", 80, TCP, true)]);
+    check(
+        &policy,
+        &[("world", "backend/api", 80, TCP, false), ("frontend/web", "backend/api", 80, TCP, true)],
+    );
 }

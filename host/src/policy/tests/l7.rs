@@ -2,8 +2,10 @@
 
 use super::*;
 
-const FROM_WEB: &str = "fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: web}}]";
-const FROM_OTHER: &str = "fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: other}}]";
+const FROM_WEB: &str =
+    "fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: web}}]";
+const FROM_OTHER: &str =
+    "fromEndpoints: [{matchLabels: {\"k8s:io.kubernetes.pod.namespace\": frontend, app: other}}]";
 
 fn http_rule(name: &str, from: &str, rules: &str) -> String {
     cnp(
@@ -31,8 +33,17 @@ fn visibility_rule_redirects_and_allows_everything() {
 
 #[test]
 fn l7_rules_allow_only_matching_requests() {
-    let policy = http_rule("get-public", FROM_WEB, "[{method: GET, path: \"/public/.*\"}, {method: POST, path: /login}]");
-    let cases = [("GET", "/public/x", true), ("POST", "/login", true), ("POST", "/admin", false), ("GET", "/", false)];
+    let policy = http_rule(
+        "get-public",
+        FROM_WEB,
+        "[{method: GET, path: \"/public/.*\"}, {method: POST, path: /login}]",
+    );
+    let cases = [
+        ("GET", "/public/x", true),
+        ("POST", "/login", true),
+        ("POST", "/admin", false),
+        ("GET", "/", false),
+    ];
     for (method, path, expected) in cases {
         let e = http(&policy, "frontend/web", "backend/api", method, path);
         assert_eq!(e.verdict == Verdict::Allowed, expected, "{method} {path}\n{e}");
@@ -49,7 +60,9 @@ fn l4_only_peer_on_an_l7_port_is_redirected_with_allow_all() {
         + &cnp(
             "backend",
             "l4-other",
-            &format!("endpointSelector: {{}}\ningress:\n  - {FROM_OTHER}\n    toPorts: [{{ports: [{{port: \"80\", protocol: TCP}}]}}]"),
+            &format!(
+                "endpointSelector: {{}}\ningress:\n  - {FROM_OTHER}\n    toPorts: [{{ports: [{{port: \"80\", protocol: TCP}}]}}]"
+            ),
         );
     let other = http(&policies, "frontend/other", "backend/api", "DELETE", "/x");
     assert_eq!(other.verdict, Verdict::Allowed);
@@ -71,9 +84,13 @@ fn l3_allow_of_the_same_peer_makes_its_l7_rules_moot() {
 
 #[test]
 fn rules_for_the_same_peer_merge_across_policies() {
-    let policies = http_rule("a", FROM_WEB, "[{method: GET, path: /a}]") + &http_rule("b", FROM_WEB, "[{method: GET, path: /b}]");
+    let policies = http_rule("a", FROM_WEB, "[{method: GET, path: /a}]")
+        + &http_rule("b", FROM_WEB, "[{method: GET, path: /b}]");
     for (path, expected) in [("/a", true), ("/b", true), ("/c", false)] {
-        assert_eq!(http(&policies, "frontend/web", "backend/api", "GET", path).verdict == Verdict::Allowed, expected);
+        assert_eq!(
+            http(&policies, "frontend/web", "backend/api", "GET", path).verdict == Verdict::Allowed,
+            expected
+        );
     }
     let e = http(&policies, "frontend/web", "backend/api", "GET", "/a");
     let DecidedBy::Rule { rules, .. } = &e.ingress.decided_by else { panic!() };
@@ -82,7 +99,8 @@ fn rules_for_the_same_peer_merge_across_policies() {
 
 #[test]
 fn different_peers_get_their_own_rule_sets() {
-    let policies = http_rule("web", FROM_WEB, "[{path: /web}]") + &http_rule("other", FROM_OTHER, "[{path: /other}]");
+    let policies =
+        http_rule("web", FROM_WEB, "[{path: /web}]") + &http_rule("other", FROM_OTHER, "[{path: /other}]");
     assert_eq!(http(&policies, "frontend/web", "backend/api", "GET", "/web").verdict, Verdict::Allowed);
     assert_eq!(http(&policies, "frontend/web", "backend/api", "GET", "/other").verdict, Verdict::Denied);
     assert_eq!(http(&policies, "frontend/other", "backend/api", "GET", "/other").verdict, Verdict::Allowed);
@@ -118,7 +136,8 @@ fn conflicting_filters_on_one_port_deny_that_port_only() {
             ),
         );
     let resolved = resolve(&policies);
-    let conflict = resolved.diagnostics.iter().find(|d| d.message.contains("different L7 filters")).expect("conflict");
+    let conflict =
+        resolved.diagnostics.iter().find(|d| d.message.contains("different L7 filters")).expect("conflict");
     assert_eq!(conflict.severity, Severity::Error);
     assert!(conflict.message.contains("http, kafka"), "{}", conflict.message);
     let api = resolved.endpoint("backend", "api").unwrap();
@@ -147,17 +166,23 @@ egress:
     let redis = cnp(
         "backend",
         "redis",
-        &format!("endpointSelector: {{}}\ningress:\n  - {FROM_WEB}\n    toPorts:\n      - ports: [{{port: \"6379\", protocol: TCP}}]\n        rules:\n          l7proto: redis\n          l7: [{{command: GET, key: \"public:*\"}}]"),
+        &format!(
+            "endpointSelector: {{}}\ningress:\n  - {FROM_WEB}\n    toPorts:\n      - ports: [{{port: \"6379\", protocol: TCP}}]\n        rules:\n          l7proto: redis\n          l7: [{{command: GET, key: \"public:*\"}}]"
+        ),
     );
     let e = explain_query(&redis, &query("frontend/web", "backend/api", 6379, TCP));
     let l7 = e.l7.unwrap();
     assert_eq!(l7.filter, "redis");
-    assert_eq!(l7.decisions[0].rules, serde_json::json!({"l7proto": "redis", "l7": [{"command": "GET", "key": "public:*"}]}));
+    assert_eq!(
+        l7.decisions[0].rules,
+        serde_json::json!({"l7proto": "redis", "l7": [{"command": "GET", "key": "public:*"}]})
+    );
 }
 
 #[test]
 fn rule_set_ids_are_deterministic() {
-    let policies = http_rule("web", FROM_WEB, "[{path: /web}]") + &http_rule("other", FROM_OTHER, "[{path: /other}]");
+    let policies =
+        http_rule("web", FROM_WEB, "[{path: /web}]") + &http_rule("other", FROM_OTHER, "[{path: /other}]");
     let ids = |resolved: &ResolvedPolicy| -> Vec<(u32, serde_json::Value)> {
         resolved.rule_sets.iter().map(|s| (s.id.0, s.rules.clone())).collect()
     };

@@ -12,25 +12,93 @@ fn only_error(policies: &str) -> Diagnostic {
 #[test]
 fn invalid_fields_are_errors_naming_the_field() {
     let cases = [
-        ("ingress:\n  - toPorts: [{ports: [{port: \"80\", protocol: TCPP}]}]", "spec.ingress[0].toPorts[0].ports[0].protocol", "unknown protocol"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"90\", endPort: 80}]}]", "spec.ingress[0].toPorts[0].ports[0].endPort", "below port"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"70000\"}]}]", "spec.ingress[0].toPorts[0].ports[0].port", "out of range"),
-        ("ingress:\n  - toPorts: [{ports: [{port: http, endPort: 90}]}]", "spec.ingress[0].toPorts[0].ports[0].endPort", "named port"),
-        ("ingress:\n  - toPorts: [{ports: [{port: Not_A_Name}]}]", "spec.ingress[0].toPorts[0].ports[0].port", "invalid port"),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"80\", protocol: TCPP}]}]",
+            "spec.ingress[0].toPorts[0].ports[0].protocol",
+            "unknown protocol",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"90\", endPort: 80}]}]",
+            "spec.ingress[0].toPorts[0].ports[0].endPort",
+            "below port",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"70000\"}]}]",
+            "spec.ingress[0].toPorts[0].ports[0].port",
+            "out of range",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: http, endPort: 90}]}]",
+            "spec.ingress[0].toPorts[0].ports[0].endPort",
+            "named port",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: Not_A_Name}]}]",
+            "spec.ingress[0].toPorts[0].ports[0].port",
+            "invalid port",
+        ),
         ("ingress:\n  - fromEntities: [galaxy]", "spec.ingress[0].fromEntities[0]", "unknown entity"),
         ("ingress:\n  - fromCIDR: [10.0.0.300/8]", "spec.ingress[0].fromCIDR[0]", "invalid CIDR"),
-        ("ingress:\n  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]", "spec.ingress[0].fromCIDRSet[0].except[0]", "not inside"),
-        ("ingress:\n  - fromEndpoints: [{matchExpressions: [{key: a, operator: Includes, values: [b]}]}]", "spec.ingress[0].fromEndpoints[0].matchExpressions[0]", "unknown operator"),
-        ("ingress:\n  - fromEndpoints: [{matchExpressions: [{key: a, operator: In}]}]", "spec.ingress[0].fromEndpoints[0].matchExpressions[0]", "at least one value"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{path: \"/a(\"}]}}]", "spec.ingress[0].toPorts[0].rules.http[0].path", "invalid regular expression"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"80\", endPort: 90}], rules: {http: [{}]}}]", "spec.ingress[0].toPorts[0].rules.ports[0].port", "single port"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"80\", protocol: UDP}], rules: {http: [{}]}}]", "spec.ingress[0].toPorts[0].rules.ports[0].protocol", "cannot apply to UDP"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{}], dns: [{matchName: a.b}]}}]", "spec.ingress[0].toPorts[0].rules", "only one of"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"9092\"}], rules: {kafka: [{role: produce, apiKey: fetch}]}}]", "spec.ingress[0].toPorts[0].rules.kafka[0]", "mutually exclusive"),
-        ("ingress:\n  - toPorts: [{ports: [{port: \"9092\"}], rules: {kafka: [{apiKey: nonsense}]}}]", "spec.ingress[0].toPorts[0].rules.kafka[0].apiKey", "unknown Kafka apiKey"),
-        ("egress:\n  - toPorts: [{ports: [{port: \"53\"}], rules: {dns: [{matchName: \"bad name\"}]}}]", "spec.egress[0].toPorts[0].rules.dns[0].matchName", "invalid DNS name"),
-        ("ingressDeny:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{}]}}]", "spec.ingressDeny[0].toPorts[0].rules", "cannot carry L7"),
-        ("egressDeny:\n  - toFQDNs: [{matchName: a.com}]", "spec.egressDeny[0].toFQDNs", "not supported in deny rules"),
+        (
+            "ingress:\n  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]",
+            "spec.ingress[0].fromCIDRSet[0].except[0]",
+            "not inside",
+        ),
+        (
+            "ingress:\n  - fromEndpoints: [{matchExpressions: [{key: a, operator: Includes, values: [b]}]}]",
+            "spec.ingress[0].fromEndpoints[0].matchExpressions[0]",
+            "unknown operator",
+        ),
+        (
+            "ingress:\n  - fromEndpoints: [{matchExpressions: [{key: a, operator: In}]}]",
+            "spec.ingress[0].fromEndpoints[0].matchExpressions[0]",
+            "at least one value",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{path: \"/a(\"}]}}]",
+            "spec.ingress[0].toPorts[0].rules.http[0].path",
+            "invalid regular expression",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"80\", endPort: 90}], rules: {http: [{}]}}]",
+            "spec.ingress[0].toPorts[0].rules.ports[0].port",
+            "single port",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"80\", protocol: UDP}], rules: {http: [{}]}}]",
+            "spec.ingress[0].toPorts[0].rules.ports[0].protocol",
+            "cannot apply to UDP",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{}], dns: [{matchName: a.b}]}}]",
+            "spec.ingress[0].toPorts[0].rules",
+            "only one of",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"9092\"}], rules: {kafka: [{role: produce, apiKey: fetch}]}}]",
+            "spec.ingress[0].toPorts[0].rules.kafka[0]",
+            "mutually exclusive",
+        ),
+        (
+            "ingress:\n  - toPorts: [{ports: [{port: \"9092\"}], rules: {kafka: [{apiKey: nonsense}]}}]",
+            "spec.ingress[0].toPorts[0].rules.kafka[0].apiKey",
+            "unknown Kafka apiKey",
+        ),
+        (
+            "egress:\n  - toPorts: [{ports: [{port: \"53\"}], rules: {dns: [{matchName: \"bad name\"}]}}]",
+            "spec.egress[0].toPorts[0].rules.dns[0].matchName",
+            "invalid DNS name",
+        ),
+        (
+            "ingressDeny:\n  - toPorts: [{ports: [{port: \"80\"}], rules: {http: [{}]}}]",
+            "spec.ingressDeny[0].toPorts[0].rules",
+            "cannot carry L7",
+        ),
+        (
+            "egressDeny:\n  - toFQDNs: [{matchName: a.com}]",
+            "spec.egressDeny[0].toFQDNs",
+            "not supported in deny rules",
+        ),
         ("ingress:\n  - fromRequires: [{matchLabels: {a: b}}]", "spec.ingress[0].fromRequires", "deprecated"),
     ];
     for (rules, field, message) in cases {
@@ -75,10 +143,20 @@ fn unsupported_allow_peers_fail_closed_with_a_warning() {
         "endpointSelector: {}\negress:\n  - toFQDNs: [{matchName: example.com}]\n    toPorts: [{ports: [{port: \"443\"}]}]",
     );
     let found = warnings(&policy);
-    assert!(found.iter().any(|w| w.location.field.as_deref() == Some("spec.egress[0].toFQDNs")), "{found:#?}");
+    assert!(
+        found.iter().any(|w| w.location.field.as_deref() == Some("spec.egress[0].toFQDNs")),
+        "{found:#?}"
+    );
     // The rule must not turn into "any peer on 443".
-    check(&policy, &[("backend/api", "world", 443, TCP, false), ("backend/api", "frontend/web", 443, TCP, false)]);
-    let icmp_only = cnp("backend", "icmp", "endpointSelector: {}\ningress:\n  - fromEntities: [world]\n    icmps: [{fields: [{type: 8}]}]");
+    check(
+        &policy,
+        &[("backend/api", "world", 443, TCP, false), ("backend/api", "frontend/web", 443, TCP, false)],
+    );
+    let icmp_only = cnp(
+        "backend",
+        "icmp",
+        "endpointSelector: {}\ningress:\n  - fromEntities: [world]\n    icmps: [{fields: [{type: 8}]}]",
+    );
     check(&icmp_only, &[("world", "backend/api", 80, TCP, false)]);
 }
 

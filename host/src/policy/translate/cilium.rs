@@ -27,8 +27,13 @@ pub(crate) fn translate_cilium(
         (false, Some(ns)) => Some(ns.clone()),
         (false, None) => Some("default".to_string()),
     };
-    let kind = if clusterwide { PolicyKind::CiliumClusterwideNetworkPolicy } else { PolicyKind::CiliumNetworkPolicy };
-    let policy_ref = Arc::new(PolicyRef { kind, namespace: namespace.clone(), name: policy.metadata.name.clone() });
+    let kind = if clusterwide {
+        PolicyKind::CiliumClusterwideNetworkPolicy
+    } else {
+        PolicyKind::CiliumNetworkPolicy
+    };
+    let policy_ref =
+        Arc::new(PolicyRef { kind, namespace: namespace.clone(), name: policy.metadata.name.clone() });
     if policy.metadata.name.is_empty() {
         ctx.error("metadata.name", "a policy needs a name");
     }
@@ -96,7 +101,10 @@ impl<'a> From<&'a IngressRule> for PeerFields<'a> {
             cidr: rule.from_cidr.as_deref(),
             cidr_set: rule.from_cidr_set.as_deref(),
             entities: rule.from_entities.as_deref(),
-            unsupported: vec![("fromGroups", rule.from_groups.is_some()), ("fromNodes", rule.from_nodes.is_some())],
+            unsupported: vec![
+                ("fromGroups", rule.from_groups.is_some()),
+                ("fromNodes", rule.from_nodes.is_some()),
+            ],
             to_ports: rule.to_ports.as_deref(),
             icmps: rule.icmps.is_some(),
             authentication: rule.authentication.is_some(),
@@ -148,7 +156,10 @@ impl SpecTranslator<'_, '_> {
             }
             (None, Some(_)) => {
                 let field = format!("{}.nodeSelector", self.field);
-                self.ctx.warning(&field, "host policies (nodeSelector) are not supported yet; this spec has no effect");
+                self.ctx.warning(
+                    &field,
+                    "host policies (nodeSelector) are not supported yet; this spec has no effect",
+                );
                 return None;
             }
             (Some(selector), None) => self.subject(selector),
@@ -158,7 +169,8 @@ impl SpecTranslator<'_, '_> {
         let ingress_section = !spec.ingress.is_empty() || !spec.ingress_deny.is_empty();
         let egress_section = !spec.egress.is_empty() || !spec.egress_deny.is_empty();
         let mut rules = Vec::new();
-        for (section, list) in [(Section::Ingress, &spec.ingress), (Section::IngressDeny, &spec.ingress_deny)] {
+        for (section, list) in [(Section::Ingress, &spec.ingress), (Section::IngressDeny, &spec.ingress_deny)]
+        {
             for (index, rule) in list.iter().enumerate() {
                 rules.extend(self.rule(section, index, PeerFields::from(rule)));
             }
@@ -225,7 +237,10 @@ impl SpecTranslator<'_, '_> {
     /// rule, and cannot be honoured in a deny rule.
     fn unsupported(&mut self, field: &str, what: &str, deny: bool) {
         if deny {
-            self.ctx.error(field, format!("{what} is not supported in deny rules yet; porin cannot enforce this deny"));
+            self.ctx.error(
+                field,
+                format!("{what} is not supported in deny rules yet; porin cannot enforce this deny"),
+            );
         } else {
             self.ctx.warning(field, format!("{what} is not supported yet; it allows nothing (fail closed)"));
         }
@@ -246,7 +261,8 @@ impl SpecTranslator<'_, '_> {
         let mut has_peer_field = false;
         for (j, selector) in fields.endpoints.unwrap_or_default().iter().enumerate() {
             has_peer_field = true;
-            let selector = self.ctx.selector(&format!("{field}.{from}Endpoints[{j}]"), selector, Source::Any, "");
+            let selector =
+                self.ctx.selector(&format!("{field}.{from}Endpoints[{j}]"), selector, Source::Any, "");
             peers.push(Peer::Endpoints(self.scope_peer(selector)));
         }
         for (j, text) in fields.cidr.unwrap_or_default().iter().enumerate() {
@@ -328,7 +344,8 @@ impl SpecTranslator<'_, '_> {
             let mut ports = Vec::new();
             for (k, port) in port_rule.ports.iter().enumerate() {
                 let port_field = format!("{field}.ports[{k}]");
-                let Some(protocol) = self.ctx.protocol(&port_field, port.protocol.as_deref(), Protocol::Any) else {
+                let Some(protocol) = self.ctx.protocol(&port_field, port.protocol.as_deref(), Protocol::Any)
+                else {
                     failed = true;
                     continue;
                 };

@@ -55,7 +55,8 @@ impl Ctx<'_> {
         rules: &cilium::L7Rules,
         ports: &[PortProtocol],
     ) -> Result<Option<L7Rules>, ()> {
-        let kinds = [rules.http.is_some(), rules.kafka.is_some(), rules.dns.is_some(), rules.l7proto.is_some()];
+        let kinds =
+            [rules.http.is_some(), rules.kafka.is_some(), rules.dns.is_some(), rules.l7proto.is_some()];
         if kinds.iter().filter(|set| **set).count() > 1 {
             self.error(field, "only one of http, kafka, dns and l7proto may be set in one port rule");
             return Err(());
@@ -84,13 +85,15 @@ impl Ctx<'_> {
             if proto.is_empty() || !proto.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
                 self.error(&format!("{field}.l7proto"), format!("invalid filter name `{proto}`"));
             }
-            let rules = rules.l7.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| vec![Default::default()]);
+            let rules =
+                rules.l7.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| vec![Default::default()]);
             L7Rules::Generic { proto: proto.clone(), rules }
         } else {
             return Ok(None);
         };
         self.l7_ports(field, &l7, ports);
-        if self.diagnostics[errors_before..].iter().any(|d| d.severity == crate::diagnostic::Severity::Error) {
+        if self.diagnostics[errors_before..].iter().any(|d| d.severity == crate::diagnostic::Severity::Error)
+        {
             return Err(());
         }
         Ok(Some(l7))
@@ -129,7 +132,10 @@ impl Ctx<'_> {
         if let Some(role) = &rule.role
             && !matches!(role.to_ascii_lowercase().as_str(), "produce" | "consume")
         {
-            self.error(&format!("{field}.role"), format!("unknown role `{role}`; expected produce or consume"));
+            self.error(
+                &format!("{field}.role"),
+                format!("unknown role `{role}`; expected produce or consume"),
+            );
         }
         if let Some(key) = &rule.api_key
             && !KAFKA_API_KEYS.contains(&key.to_ascii_lowercase().as_str())
@@ -156,7 +162,9 @@ impl Ctx<'_> {
         }
         let valid = |text: &str, wildcard: bool| {
             !text.is_empty()
-                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || (wildcard && b == b'*'))
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || (wildcard && b == b'*'))
                 && !text.contains("..")
         };
         if let Some(name) = &rule.match_name

@@ -53,7 +53,13 @@ impl<'a> Ctx<'a> {
     /// Converts a label selector. Keys without a source get `default_source`;
     /// `key_prefix` is put in front of every key (NetworkPolicy namespace
     /// selectors select namespace labels).
-    fn selector(&mut self, field: &str, selector: &LabelSelector, default_source: Source, key_prefix: &str) -> Selector {
+    fn selector(
+        &mut self,
+        field: &str,
+        selector: &LabelSelector,
+        default_source: Source,
+        key_prefix: &str,
+    ) -> Selector {
         let key = |text: &str| {
             let key = LabelKey::parse(text, default_source.clone());
             LabelKey { key: format!("{key_prefix}{}", key.key), ..key }
@@ -79,7 +85,10 @@ impl<'a> Ctx<'a> {
                 "Exists" => Operator::Exists,
                 "DoesNotExist" => Operator::DoesNotExist,
                 other => {
-                    self.error(&field, format!("unknown operator `{other}`; expected In, NotIn, Exists or DoesNotExist"));
+                    self.error(
+                        &field,
+                        format!("unknown operator `{other}`; expected In, NotIn, Exists or DoesNotExist"),
+                    );
                     continue;
                 }
             };
@@ -90,7 +99,10 @@ impl<'a> Ctx<'a> {
 
     /// Parses `10.0.0.0/8` or a bare address (a /32 or /128).
     fn cidr(&mut self, field: &str, text: &str) -> Option<IpNet> {
-        let parsed = text.parse::<IpNet>().map(|net| net.trunc()).or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        let parsed = text
+            .parse::<IpNet>()
+            .map(|net| net.trunc())
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
             Ok(net) => Some(net),
             Err(_) => {
@@ -101,7 +113,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// A CIDR with `except` prefixes that must lie inside it.
-    fn cidr_with_except(&mut self, field: &str, cidr: &str, except: &[String]) -> Option<(IpNet, Vec<IpNet>)> {
+    fn cidr_with_except(
+        &mut self,
+        field: &str,
+        cidr: &str,
+        except: &[String],
+    ) -> Option<(IpNet, Vec<IpNet>)> {
         let net = self.cidr(&format!("{field}.cidr"), cidr)?;
         let mut excepted = Vec::new();
         for (i, text) in except.iter().enumerate() {

@@ -11,7 +11,10 @@ use crate::policy::rule::{Peer, PolicyKind, PolicyRef, PolicySpec, PortRule, Rul
 use crate::selector::{Operator, Requirement, Selector};
 
 /// Translates a NetworkPolicy. Returns no spec when the object has errors.
-pub(crate) fn translate_network_policy(policy: &NetworkPolicy, location: &Location) -> (Vec<PolicySpec>, Vec<Diagnostic>) {
+pub(crate) fn translate_network_policy(
+    policy: &NetworkPolicy,
+    location: &Location,
+) -> (Vec<PolicySpec>, Vec<Diagnostic>) {
     let mut ctx = Ctx::new(location);
     let namespace = policy.metadata.namespace.clone().unwrap_or_else(|| "default".to_string());
     let policy_ref = Arc::new(PolicyRef {
@@ -100,7 +103,10 @@ impl NetpolTranslator<'_, '_> {
                     let port_field = format!("{field}.ports[{j}]");
                     let protocol = self.ctx.protocol(&port_field, port.protocol.as_deref(), Protocol::Tcp)?;
                     if protocol == Protocol::Any {
-                        self.ctx.error(&format!("{port_field}.protocol"), "NetworkPolicy ports are TCP, UDP or SCTP");
+                        self.ctx.error(
+                            &format!("{port_field}.protocol"),
+                            "NetworkPolicy ports are TCP, UDP or SCTP",
+                        );
                         return None;
                     }
                     self.ctx.port(&port_field, port.port.as_ref(), port.end_port, protocol)
@@ -119,7 +125,8 @@ impl NetpolTranslator<'_, '_> {
                 self.ctx.error(field, "ipBlock cannot be combined with podSelector or namespaceSelector");
                 return None;
             }
-            let (net, except) = self.ctx.cidr_with_except(&format!("{field}.ipBlock"), &block.cidr, &block.except)?;
+            let (net, except) =
+                self.ctx.cidr_with_except(&format!("{field}.ipBlock"), &block.cidr, &block.except)?;
             return Some(Peer::Cidr { net, except });
         }
         let namespace_key = LabelKey::new(Source::K8s, NAMESPACE_LABEL);
@@ -139,7 +146,9 @@ impl NetpolTranslator<'_, '_> {
                 };
                 pods.requirements().iter().cloned().fold(namespaces, Selector::with)
             }
-            None if peer.pod_selector.is_some() => pods.with(Requirement::equals(namespace_key, self.namespace)),
+            None if peer.pod_selector.is_some() => {
+                pods.with(Requirement::equals(namespace_key, self.namespace))
+            }
             None => {
                 self.ctx.error(field, "a peer needs podSelector, namespaceSelector or ipBlock");
                 return None;

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod diagnostic;
 pub mod endpoint;
+pub mod filter;
 pub mod identity;
 pub mod labels;
 pub mod manifest;

@@ -6,7 +6,7 @@ PORIN := target/release/porin
 SEED := tests/fixtures/seed
 LAB := tests/fixtures/lab
 
-.PHONY: help setup build demo test lint bench bench-policy clean
+.PHONY: help setup build demo test lint bench bench-policy bench-filters clean
 
 help:
 	@echo "make demo          run the main job: the seed article's story, step by step"
@@ -59,10 +59,13 @@ lint: setup
 test: lint
 	$(CARGO) test --workspace
 
-bench: bench-policy
+bench: bench-policy bench-filters
 
 bench-policy: setup
 	$(CARGO) bench -p porin --bench policy_compile
+
+bench-filters: setup
+	$(CARGO) bench -p porin --bench filter_decision
 
 clean:
 	$(CARGO) clean

@@ -5,8 +5,8 @@
 //! Each client line's first word must equal one rule's `command` (any case);
 //! other lines are dropped and answered with `ERROR denied`.
 //!
-//! Build: cargo build -p porin-sdk --example line_filter --release --target wasm32-unknown-unknown
-//! Try:   porin filter test --filter target/wasm32-unknown-unknown/release/examples/line_filter.wasm \
+//! Build: cargo build -p porin-sdk --example line_filter --profile wasm --target wasm32-unknown-unknown
+//! Try:   porin filter test --filter target/wasm32-unknown-unknown/wasm/examples/line_filter.wasm \
 //!            --rules rules.yaml --input session.txt
 
 use porin_sdk::{ConnectionMeta, Record, RecordVerdict, Rules, Stream, StreamFilter, export_filter, from_json};

@@ -1,4 +1,5 @@
 //! porin's integration tests: one binary, one module per area.
 
+mod filter_cli;
 mod policy_cli;
 mod seed;

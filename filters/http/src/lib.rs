@@ -1,9 +1,135 @@
-//! porin's HTTP filter.
+//! porin's HTTP/1.1 filter: Cilium's HTTP rules, enforced by a WebAssembly
+//! stream filter that is strict enough to be a security boundary.
 //!
-//! Today this crate holds the rule matcher: Cilium's HTTP rule semantics,
-//! compiled once per rule set and evaluated per request. The Wasm stream
-//! filter that parses HTTP/1.1 around it builds on this matcher.
+//! The crate is also the rule matcher the host links natively
+//! ([`RuleSet`], [`HttpRule`], [`Request`], [`Decision`]).
+//!
+//! # Requests
+//! Each request head is parsed (httparse, after a scan of our own) and
+//! evaluated against the rule set on its method, path (the target with its
+//! query), `Host` and headers. Allowed: head and body are forwarded, the
+//! body past the filter's buffer. Denied: head and body are dropped and the
+//! client gets `403 Forbidden` / `Access denied` (Envoy's answer); the
+//! connection stays usable. A removed rule set denies everything. Bodies are
+//! framed exactly (Content-Length, or every chunk line and chunk CRLF), so
+//! every pipelined request is parsed and enforced, and bytes inside a body
+//! are never taken for a request.
+//!
+//! Answers keep request order: a 403 for a request pipelined behind
+//! forwarded ones is sent right after their responses.
+//!
+//! # Rejected with 400 and closed
+//! Framing anyone could read two ways: Content-Length with
+//! Transfer-Encoding; repeated Content-Length (even equal); Content-Length
+//! other than digits (signs, spaces, lists, overflow past 2^63-1);
+//! Transfer-Encoding other than exactly one `chunked` (lists such as
+//! `chunked, identity` or `gzip, chunked`, `xchunked`, repeated fields);
+//! Transfer-Encoding in HTTP/1.0; tabs or trailing whitespace in
+//! Content-Length, Transfer-Encoding or Host. Head syntax: bare LF or bare
+//! CR anywhere in the head, control characters (NUL...) anywhere, obs-fold
+//! continuation lines, whitespace before a colon or before the first field,
+//! invalid method, target or version. Host: missing on HTTP/1.1, repeated,
+//! or not an authority. Targets: non-ASCII, fragments, backslashes, bad
+//! percent-encodings, dot segments (also `%2e`), `%2f`/`%5c`/`%00` in the
+//! path, asterisk-form outside OPTIONS, absolute-form other than
+//! `http`/`https` or whose authority differs from Host (compared ignoring
+//! case, without port normalisation). `Connection` naming Content-Length,
+//! Transfer-Encoding or Host. Chunked bodies: sizes of 1 to 16 hex digits
+//! up to 2^63-1, CRLF after every chunk's data; `;name[=value]` extensions
+//! are accepted, strictly (token name, token or quoted-string value, no
+//! whitespace outside quotes); trailers must be well-formed fields and may
+//! not frame, route or carry credentials (Content-Length, Host,
+//! Authorization...).
+//! `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is answered 400: HTTP/2
+//! is a later step. Well-formed versions other than 1.0/1.1 get 505; heads
+//! over [`MAX_HEAD`] (64 KiB) or with more than 100 fields get 431.
+//! When earlier requests still await responses, the answer waits for them
+//! and nothing more is read from the client; an error inside a body in that
+//! situation closes without an answer (it would be taken for an earlier
+//! response). More than [`MAX_PIPELINED`] outstanding requests is an error.
+//!
+//! # CONNECT and Upgrade
+//! CONNECT is always denied (403): the tunnel would bypass L7 policy. A
+//! request with `Upgrade` is evaluated like any other; if it is allowed and
+//! the server answers `101 Switching Protocols` for an offered protocol,
+//! the connection becomes an opaque tunnel in both directions and the
+//! RESPONSE record says so. Client bytes after an Upgrade request are held
+//! until its response arrives. An `h2c` offer is removed from the request
+//! (as Envoy does), so it goes on as HTTP/1.1 rather than becoming an
+//! HTTP/2 tunnel. A denied request with `Expect: 100-continue` and a body
+//! gets its 403 and the connection is closed (the body never comes).
+//!
+//! # Responses
+//! Status line and headers are parsed; the body ends per RFC 9112 §6.3
+//! (no body for 1xx, 204, 304 and HEAD; Content-Length; chunked; else at
+//! close), with the same strict framing as requests. Interim 1xx responses
+//! are passed and the final one awaited. A malformed or unsolicited
+//! response closes the connection with an ERROR record (code 502).
+//!
+//! # Records
+//! REQUEST (FORWARDED or DROPPED) with `http.method`, `http.url`
+//! (`http://HOST/path?query`), `http.protocol` and `http.headers`
+//! (`authorization`, `cookie`, `proxy-authorization` values shown as
+//! `[redacted]`); RESPONSE with `http.code`, the request's fields and
+//! `latency_ns`; protocol errors as ERROR with `error`.
+//!
+//! Not yet: `headerMatches` mismatch actions (ADD, DELETE, REPLACE) allow
+//! the request but do not rewrite its headers.
 
+mod chunked;
+mod filter;
+mod framing;
+mod head;
+mod record;
+mod replies;
+mod request;
+mod response;
 mod rules;
 
+use porin_sdk::{Rules, export_filter, from_json};
+use serde::Deserialize;
+
+pub use filter::{HttpFilter, MAX_PIPELINED};
+pub use head::{MAX_HEAD, MAX_HEADERS};
 pub use rules::{Decision, HeaderAction, HttpRule, MismatchAction, Request, RuleError, RuleSet};
+
+/// The rule set the host hands the filter: Cilium's rules object,
+/// `{"http": [PortRuleHTTP...]}`; `{"http": [{}]}` allows everything
+/// (visibility only).
+#[derive(Debug, Clone)]
+pub struct HttpRules {
+    rules: RuleSet,
+}
+
+impl HttpRules {
+    /// The compiled rules.
+    pub fn rule_set(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Evaluates a parsed request.
+    fn allows(&self, head: &request::RequestHead) -> bool {
+        let headers: Vec<(&str, &str)> = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let request =
+            Request { method: &head.method, path: &head.path, host: head.host.as_deref(), headers: &headers };
+        self.rules.evaluate(&request).allowed
+    }
+}
+
+impl Rules for HttpRules {
+    fn parse(json: &str) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RulesObject {
+            http: Vec<HttpRule>,
+        }
+        let object: RulesObject = from_json(json)?;
+        let rules = RuleSet::compile(&object.http).map_err(|err| format!("invalid rules: {err}"))?;
+        Ok(HttpRules { rules })
+    }
+}
+
+export_filter!(rules = HttpRules, stream = HttpFilter);
+
+#[cfg(test)]
+mod tests;

@@ -127,9 +127,9 @@ pub struct RuleSet {
 
 #[derive(Debug, Clone)]
 struct CompiledRule {
-    method: Option<Regex>,
-    path: Option<Regex>,
-    host: Option<Regex>,
+    method: Option<Pattern>,
+    path: Option<Pattern>,
+    host: Option<Pattern>,
     headers: Vec<(String, Option<String>)>,
     header_matches: Vec<HeaderMatch>,
 }
@@ -159,11 +159,32 @@ impl RuleSet {
     }
 }
 
-fn anchored(rule: usize, field: &str, pattern: &Option<String>) -> Result<Option<Regex>, RuleError> {
+/// A compiled `method`, `path` or `host` pattern.
+#[derive(Debug, Clone)]
+enum Pattern {
+    /// A pattern without regex metacharacters (`GET`, `/healthz`): its
+    /// anchored regex matches exactly this string, so compare directly.
+    Literal(String),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Pattern::Literal(literal) => literal == value,
+            Pattern::Regex(regex) => regex.is_match(value),
+        }
+    }
+}
+
+fn anchored(rule: usize, field: &str, pattern: &Option<String>) -> Result<Option<Pattern>, RuleError> {
     pattern
         .as_deref()
         .map(|pattern| {
-            Regex::new(&format!("^(?:{pattern})$")).map_err(|err| RuleError {
+            if regex::escape(pattern) == pattern {
+                return Ok(Pattern::Literal(pattern.to_string()));
+            }
+            Regex::new(&format!("^(?:{pattern})$")).map(Pattern::Regex).map_err(|err| RuleError {
                 rule,
                 field: field.to_string(),
                 message: format!("invalid regular expression {pattern:?}: {err}"),
@@ -208,9 +229,9 @@ impl CompiledRule {
 
     /// Returns the header actions when the rule matches, `None` otherwise.
     fn matches(&self, request: &Request<'_>) -> Option<Vec<HeaderAction>> {
-        let regex_ok = |regex: &Option<Regex>, value: Option<&str>| match regex {
+        let regex_ok = |pattern: &Option<Pattern>, value: Option<&str>| match pattern {
             None => true,
-            Some(regex) => value.is_some_and(|value| regex.is_match(value)),
+            Some(pattern) => value.is_some_and(|value| pattern.is_match(value)),
         };
         if !regex_ok(&self.method, Some(request.method))
             || !regex_ok(&self.path, Some(request.path))

@@ -1,6 +1,7 @@
 //! The `porin` command line. The structs live in the library so tests can
 //! build and run commands without a process.
 
+mod filter;
 mod policy;
 
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use filter::{FilterCommand, TestArgs};
 pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
 
 #[derive(Debug, Parser)]
@@ -22,6 +24,9 @@ pub enum Command {
     /// Validate, compile and explain policy offline, from manifest files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with L7 filters: run one over captured traffic.
+    #[command(subcommand)]
+    Filter(FilterCommand),
 }
 
 /// Output format.
@@ -39,6 +44,7 @@ impl Cli {
     pub fn run(self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Policy(command) => command.run(out, err),
+            Command::Filter(command) => command.run(out, err),
         }
     }
 }

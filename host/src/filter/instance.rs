@@ -275,6 +275,11 @@ impl FilterInstance {
         &self.name
     }
 
+    /// Size of the guest's linear memory, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory.map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// Runs one call into the guest with a fresh deadline; a failure taints
     /// the instance.
     fn call<T>(&mut self, f: impl FnOnce(&mut Self) -> wasmtime::Result<T>) -> Result<T, CallError> {

@@ -83,3 +83,34 @@ fn invalid_rules_name_the_field() {
     assert_eq!(RuleSet::compile(&secret).unwrap_err().field, "headerMatches[0].secret");
     assert!(serde_json::from_str::<Vec<HttpRule>>(r#"[{"methd": "GET"}]"#).is_err());
 }
+
+#[test]
+fn literal_patterns_match_like_their_anchored_regexes() {
+    let patterns =
+        ["GET", "/healthz", "/a b", "", "api", "/caf\u{e9}", "/public/.*", "GET|HEAD", "/a-b", "x#y"];
+    let values = [
+        "GET",
+        "get",
+        "GETS",
+        "/healthz",
+        "/healthz/",
+        "/a b",
+        "",
+        "api",
+        "xapi",
+        "/caf\u{e9}",
+        "/public/x",
+        "HEAD",
+        "/a-b",
+        "x#y",
+    ];
+    for pattern in patterns {
+        let compiled = anchored(0, "path", &Some(pattern.to_string())).unwrap().unwrap();
+        let regex = Regex::new(&format!("^(?:{pattern})$")).unwrap();
+        for value in values {
+            assert_eq!(compiled.is_match(value), regex.is_match(value), "{pattern:?} {value:?}");
+        }
+    }
+    assert!(matches!(anchored(0, "method", &Some("GET".into())).unwrap(), Some(Pattern::Literal(_))));
+    assert!(matches!(anchored(0, "path", &Some("/a/.*".into())).unwrap(), Some(Pattern::Regex(_))));
+}

@@ -23,25 +23,42 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--locked", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for filter in filters {
         command.args(["-p", &format!("porin-filter-{filter}")]);
     }
     // The outer build's flags and wrappers (clippy, coverage) are not for the guest.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
         command.env_remove(var);
     }
     let status = command.status().expect("running cargo for the built-in filters");
     assert!(status.success(), "building the built-in filters for wasm32-unknown-unknown failed");
 
-    let mut table = String::from("/// Built-in filters: (name, Wasm module).\npub const BUILTIN_FILTERS: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// Built-in filters: (name, Wasm module).\npub const BUILTIN_FILTERS: &[(&str, &[u8])] = &[\n",
+    );
     for filter in filters {
         let artifact = target_dir
             .join("wasm32-unknown-unknown/wasm")
             .join(format!("porin_filter_{}.wasm", filter.replace('-', "_")));
         let embedded = out_dir.join(format!("{filter}.wasm"));
-        std::fs::copy(&artifact, &embedded).unwrap_or_else(|err| panic!("copying {}: {err}", artifact.display()));
+        std::fs::copy(&artifact, &embedded)
+            .unwrap_or_else(|err| panic!("copying {}: {err}", artifact.display()));
         table.push_str(&format!("    ({filter:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
     }
     table.push_str("];\n");

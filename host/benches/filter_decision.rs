@@ -122,12 +122,21 @@ fn main() {
     let memory = instance.memory_bytes();
 
     let ns = |d: Duration| d.saturating_sub(overhead).as_nanos() as f64;
-    println!("http filter decision benchmark ({ITERATIONS} keep-alive GETs, 10 rules, timer overhead {} ns subtracted)", overhead.as_nanos());
+    println!(
+        "http filter decision benchmark ({ITERATIONS} keep-alive GETs, 10 rules, timer overhead {} ns subtracted)",
+        overhead.as_nanos()
+    );
     println!("  {:<34} {:>10} {:>8}", "", "ns/request", "ratio");
     println!("  {:<34} {:>10.0} {:>8.2}", "native (same filter, same driver)", ns(native), 1.0);
     println!("  {:<34} {:>10.0} {:>8.2}", "wasm (porin runtime)", ns(wasm), ns(wasm) / ns(native));
     println!("  goal: wasm < 1000 ns and < 2.00x native");
-    println!("  instantiate: {:.1} µs per instance (InstancePre, cached module)", instantiate.as_nanos() as f64 / 1e3);
+    println!(
+        "  instantiate: {:.1} µs per instance (InstancePre, cached module)",
+        instantiate.as_nanos() as f64 / 1e3
+    );
     println!("  memory per instance: {} KiB linear memory after 100 exchanges", memory / 1024);
-    println!("  module size: {} KiB", porin::filter::BUILTIN_FILTERS.iter().find(|(n, _)| *n == "http").map_or(0, |(_, b)| b.len() / 1024));
+    println!(
+        "  module size: {} KiB",
+        porin::filter::BUILTIN_FILTERS.iter().find(|(n, _)| *n == "http").map_or(0, |(_, b)| b.len() / 1024)
+    );
 }

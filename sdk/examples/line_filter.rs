@@ -9,7 +9,9 @@
 //! Try:   porin filter test --filter target/wasm32-unknown-unknown/wasm/examples/line_filter.wasm \
 //!            --rules rules.yaml --input session.txt
 
-use porin_sdk::{ConnectionMeta, Record, RecordVerdict, Rules, Stream, StreamFilter, export_filter, from_json};
+use porin_sdk::{
+    ConnectionMeta, Record, RecordVerdict, Rules, Stream, StreamFilter, export_filter, from_json,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -79,7 +81,8 @@ mod tests {
 
     #[test]
     fn only_allowed_commands_pass() {
-        let mut t = StreamTester::<LineFilter>::new(r#"{"l7proto":"lines","l7":[{"command":"get"}]}"#).unwrap();
+        let mut t =
+            StreamTester::<LineFilter>::new(r#"{"l7proto":"lines","l7":[{"command":"get"}]}"#).unwrap();
         t.send(b"GET a\r\nset a 1\r\nget b\r\n");
         assert_eq!(t.upstream(), b"GET a\r\nget b\r\n");
         assert_eq!(t.downstream(), b"ERROR denied\r\n");

@@ -253,7 +253,11 @@ mod tests {
                 pod: "web".into(),
                 labels: vec!["k8s:app=web".into(), "k8s:io.kubernetes.pod.namespace=frontend".into()],
             },
-            destination: Peer { identity: 2, address: Some("[2001:db8::1]:443".parse().unwrap()), ..Peer::default() },
+            destination: Peer {
+                identity: 2,
+                address: Some("[2001:db8::1]:443".parse().unwrap()),
+                ..Peer::default()
+            },
         };
         let bytes = meta.encode();
         assert_eq!(ConnectionMeta::decode(&bytes), Ok(meta));

@@ -131,7 +131,10 @@ impl Driver {
         loop {
             let buffered = half.buffer.len();
             let deliver_end = half.ended && !half.end_delivered;
-            if !half.pending.is_empty() || (buffered == 0 && !deliver_end) || (buffered < half.need && !half.ended) {
+            if !half.pending.is_empty()
+                || (buffered == 0 && !deliver_end)
+                || (buffered < half.need && !half.ended)
+            {
                 break;
             }
             ops.clear();
@@ -196,7 +199,12 @@ fn drain_pending<'d, S: Sink>(half: &mut Half, reply: bool, mut data: &'d [u8], 
 
 /// Applies one call's ops; returns the bytes consumed from the buffer and
 /// the last MORE request.
-fn apply<S: Sink>(half: &mut Half, reply: bool, ops: &[Op], sink: &mut S) -> Result<(usize, Option<u64>), DriverError> {
+fn apply<S: Sink>(
+    half: &mut Half,
+    reply: bool,
+    ops: &[Op],
+    sink: &mut S,
+) -> Result<(usize, Option<u64>), DriverError> {
     let mut consumed = 0usize;
     let mut more = None;
     for op in ops {
@@ -224,7 +232,9 @@ fn apply<S: Sink>(half: &mut Half, reply: bool, ops: &[Op], sink: &mut S) -> Res
                 }
             }
             Op::More(n) => more = Some(*n),
-            Op::Error { code, reason } => return Err(DriverError::Filter { code: *code, reason: reason.clone() }),
+            Op::Error { code, reason } => {
+                return Err(DriverError::Filter { code: *code, reason: reason.clone() });
+            }
         }
     }
     Ok((consumed, more))

@@ -253,7 +253,11 @@ pub fn stream_data<S: StreamFilter>(
 }
 
 /// Runs one `on_close` call.
-pub fn stream_close<S: StreamFilter>(filter: &mut S, meta: &ConnectionMeta, rules: Option<&S::Rules>) -> Output {
+pub fn stream_close<S: StreamFilter>(
+    filter: &mut S,
+    meta: &ConnectionMeta,
+    rules: Option<&S::Rules>,
+) -> Output {
     let mut out = Output::default();
     let mut stream = Stream { meta, rules, out: &mut out };
     filter.on_close(&mut stream);

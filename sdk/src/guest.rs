@@ -57,7 +57,9 @@ pub fn stream_data<S: StreamFilter>(
 ) -> i32 {
     // The connection is out of the table during the call: if the filter
     // traps, only this connection's state is lost.
-    let Some((meta, mut state)) = connections.borrow_mut().take(id as u32) else { return fail("unknown connection") };
+    let Some((meta, mut state)) = connections.borrow_mut().take(id as u32) else {
+        return fail("unknown connection");
+    };
     let rules_now = rules.borrow().get(meta.rule_set);
     let reply = flags & abi::flags::REPLY != 0;
     let end = flags & abi::flags::END_STREAM != 0;
@@ -67,7 +69,11 @@ pub fn stream_data<S: StreamFilter>(
     0
 }
 
-pub fn stream_close<S: StreamFilter>(rules: &RefCell<RuleSets<S::Rules>>, connections: &RefCell<Connections<S>>, id: i32) {
+pub fn stream_close<S: StreamFilter>(
+    rules: &RefCell<RuleSets<S::Rules>>,
+    connections: &RefCell<Connections<S>>,
+    id: i32,
+) {
     if let Some((meta, mut state)) = connections.borrow_mut().take(id as u32) {
         let rules_now = rules.borrow().get(meta.rule_set);
         wasm::emit(&filter::stream_close(&mut state, &meta, rules_now.as_deref()));

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use abi::{ConnectionMeta, Peer, TrafficDirection};
 pub use driver::Op;
 pub use filter::{
-    Connections, Datagram, DatagramFilter, Level, Output, RuleSets, Rules, Stream, StreamFilter, Verdict, datagram,
-    from_json, stream_close, stream_data,
+    Connections, Datagram, DatagramFilter, Level, Output, RuleSets, Rules, Stream, StreamFilter, Verdict,
+    datagram, from_json, stream_close, stream_data,
 };
 pub use record::{Record, Verdict as RecordVerdict};
 pub use sys::{log, now_ns};

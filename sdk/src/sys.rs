@@ -77,7 +77,9 @@ pub(crate) mod wasm {
                     Op::More(n) => raw::op(abi::op::MORE, *n as i64, std::ptr::null(), 0),
                     Op::Pass(n) => raw::op(abi::op::PASS, *n as i64, std::ptr::null(), 0),
                     Op::Drop(n) => raw::op(abi::op::DROP, *n as i64, std::ptr::null(), 0),
-                    Op::Inject { reply, data } => raw::op(abi::op::INJECT, *reply as i64, data.as_ptr(), data.len()),
+                    Op::Inject { reply, data } => {
+                        raw::op(abi::op::INJECT, *reply as i64, data.as_ptr(), data.len())
+                    }
                     Op::Error { code, reason } => {
                         raw::op(abi::op::ERROR, i64::from(*code), reason.as_ptr(), reason.len())
                     }

@@ -39,7 +39,11 @@ struct Wire {
 
 impl Sink for Wire {
     fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source { self.downstream.extend_from_slice(data) } else { self.upstream.extend_from_slice(data) }
+        if to_source {
+            self.downstream.extend_from_slice(data)
+        } else {
+            self.upstream.extend_from_slice(data)
+        }
     }
 }
 

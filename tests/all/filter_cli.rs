@@ -56,9 +56,13 @@ fn the_sdk_example_builds_and_runs_in_the_real_runtime() {
     };
     let json = porin(args("json"));
     assert!(json.success, "{}", json.stderr);
-    let lines: Vec<serde_json::Value> = json.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        json.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let records: Vec<_> = lines.iter().filter(|l| l.get("verdict").is_some()).collect();
-    let verdicts: Vec<_> = records.iter().map(|r| (r["lines.command"].as_str().unwrap(), r["verdict"].as_str().unwrap())).collect();
+    let verdicts: Vec<_> = records
+        .iter()
+        .map(|r| (r["lines.command"].as_str().unwrap(), r["verdict"].as_str().unwrap()))
+        .collect();
     assert_eq!(verdicts, [("GET", "FORWARDED"), ("set", "DROPPED"), ("get", "FORWARDED")]);
     let ops: Vec<_> = lines.iter().filter_map(|l| l.get("op").and_then(|o| o.as_str())).collect();
     assert!(ops.contains(&"MORE") && ops.contains(&"DROP") && ops.contains(&"INJECT"), "{ops:?}");
@@ -68,7 +72,11 @@ fn the_sdk_example_builds_and_runs_in_the_real_runtime() {
 
     let text = porin(args("text"));
     assert!(text.stdout.contains("INJECT to source: \"ERROR denied\\r\\n\""), "{}", text.stdout);
-    assert!(text.stdout.ends_with("14 bytes to the destination, 14 bytes to the source; connection open\n"), "{}", text.stdout);
+    assert!(
+        text.stdout.ends_with("14 bytes to the destination, 14 bytes to the source; connection open\n"),
+        "{}",
+        text.stdout
+    );
     for path in [rules, input] {
         std::fs::remove_file(path).unwrap();
     }

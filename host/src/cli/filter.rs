@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use porin_sdk::RuleSetId;
 use porin_sdk::driver::{Op, Sink};
 use porin_sdk::testing::test_meta;
-use porin_sdk::RuleSetId;
 use serde::Serialize;
 use serde_json::json;
 
 use super::Output;
-use crate::filter::{DatagramVerdict, FilterRegistry, RuntimeConfig, StreamSession, TraceEvent, WorkerFilters};
+use crate::filter::{
+    DatagramVerdict, FilterRegistry, RuntimeConfig, StreamSession, TraceEvent, WorkerFilters,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
@@ -111,7 +113,9 @@ fn op_json(reply: bool, op: &Op) -> serde_json::Value {
             "to": if *back { "source" } else { "destination" },
             "data": String::from_utf8_lossy(data),
         }),
-        Op::Error { code, reason } => json!({ "direction": direction, "op": "ERROR", "code": code, "reason": reason }),
+        Op::Error { code, reason } => {
+            json!({ "direction": direction, "op": "ERROR", "code": code, "reason": reason })
+        }
     }
 }
 
@@ -137,7 +141,8 @@ fn test(args: TestArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let kinds = registry.module(&name).expect("just loaded").kinds;
     let transport = args.transport.unwrap_or(if kinds.stream { Transport::Tcp } else { Transport::Udp });
     let read = |path: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
-        path.as_ref().map_or(Ok(Vec::new()), |p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        path.as_ref()
+            .map_or(Ok(Vec::new()), |p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
     };
     let feeds = [(false, read(&args.input)?), (true, read(&args.reply_input)?)];
     let mut worker = WorkerFilters::new(registry.clone());
@@ -167,8 +172,14 @@ fn test(args: TestArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                     match args.output {
                         Output::Json => writeln!(out, "{event}")?,
                         Output::Text => {
-                            let answer = reply_bytes.map(|n| format!(" ({n}-byte reply)")).unwrap_or_default();
-                            writeln!(out, "{} datagram: {} bytes: {label}{answer}", direction(*reply), datagram.len())?;
+                            let answer =
+                                reply_bytes.map(|n| format!(" ({n}-byte reply)")).unwrap_or_default();
+                            writeln!(
+                                out,
+                                "{} datagram: {} bytes: {label}{answer}",
+                                direction(*reply),
+                                datagram.len()
+                            )?;
                         }
                     }
                     print_records(session.take_records(), args.output, out)?;
@@ -215,11 +226,20 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Summary::Stream { to_destination_bytes, to_source_bytes, closed } => {
-                let state = closed.as_ref().map_or_else(|| "connection open".into(), |r| format!("connection closed: {r}"));
-                write!(f, "{to_destination_bytes} bytes to the destination, {to_source_bytes} bytes to the source; {state}")
+                let state = closed
+                    .as_ref()
+                    .map_or_else(|| "connection open".into(), |r| format!("connection closed: {r}"));
+                write!(
+                    f,
+                    "{to_destination_bytes} bytes to the destination, {to_source_bytes} bytes to the source; {state}"
+                )
             }
             Summary::Datagrams(c) => {
-                write!(f, "{} datagrams: {} passed, {} dropped, {} replied", c.datagrams, c.passed, c.dropped, c.replied)
+                write!(
+                    f,
+                    "{} datagrams: {} passed, {} dropped, {} replied",
+                    c.datagrams, c.passed, c.dropped, c.replied
+                )
             }
         }
     }
@@ -229,7 +249,9 @@ impl std::fmt::Display for Summary {
 fn split_datagrams(mut bytes: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
     let mut datagrams = Vec::new();
     while !bytes.is_empty() {
-        let Some((len, rest)) = bytes.split_first_chunk::<2>() else { bail!("datagram input ends inside a length prefix") };
+        let Some((len, rest)) = bytes.split_first_chunk::<2>() else {
+            bail!("datagram input ends inside a length prefix")
+        };
         let len = u16::from_be_bytes(*len) as usize;
         if rest.len() < len {
             bail!("datagram input is truncated: a {len}-byte datagram has only {} bytes", rest.len());

@@ -52,7 +52,12 @@ pub(crate) struct HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_exceeded = true;
             return Ok(false);
@@ -60,7 +65,12 @@ impl ResourceLimiter for HostState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -89,56 +99,78 @@ fn read(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32, max: usize) -> w
 /// Defines the imports of ABI v1.
 pub(crate) fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let module = abi::IMPORT_MODULE;
-    linker.func_wrap(module, imports::OP, |mut caller: Caller<'_, HostState>, op: i32, arg: i64, ptr: i32, len: i32| {
-        if caller.data().ops.len() >= MAX_OPS_PER_CALL {
-            return Err(violation(&mut caller, format!("more than {MAX_OPS_PER_CALL} ops in one call")));
-        }
-        let count = |caller: &mut Caller<'_, HostState>| match u64::try_from(arg) {
-            Ok(n) => Ok(n),
-            Err(_) => Err(violation(caller, format!("negative count {arg} for op {op}"))),
-        };
-        let op = match op {
-            abi::op::MORE => Op::More(count(&mut caller)?),
-            abi::op::PASS => Op::Pass(count(&mut caller)?),
-            abi::op::DROP => Op::Drop(count(&mut caller)?),
-            abi::op::INJECT => {
-                let reply = match arg {
-                    abi::inject::FORWARD => false,
-                    abi::inject::REPLY => true,
-                    _ => return Err(violation(&mut caller, format!("INJECT target {arg} is neither 0 nor 1"))),
-                };
-                let data = read(&mut caller, ptr, len, MAX_INJECT_PER_CALL)?;
-                caller.data_mut().injected += data.len();
-                if caller.data().injected > MAX_INJECT_PER_CALL {
-                    return Err(violation(&mut caller, format!("injected more than {MAX_INJECT_PER_CALL} bytes in one call")));
+    linker.func_wrap(
+        module,
+        imports::OP,
+        |mut caller: Caller<'_, HostState>, op: i32, arg: i64, ptr: i32, len: i32| {
+            if caller.data().ops.len() >= MAX_OPS_PER_CALL {
+                return Err(violation(&mut caller, format!("more than {MAX_OPS_PER_CALL} ops in one call")));
+            }
+            let count = |caller: &mut Caller<'_, HostState>| match u64::try_from(arg) {
+                Ok(n) => Ok(n),
+                Err(_) => Err(violation(caller, format!("negative count {arg} for op {op}"))),
+            };
+            let op = match op {
+                abi::op::MORE => Op::More(count(&mut caller)?),
+                abi::op::PASS => Op::Pass(count(&mut caller)?),
+                abi::op::DROP => Op::Drop(count(&mut caller)?),
+                abi::op::INJECT => {
+                    let reply = match arg {
+                        abi::inject::FORWARD => false,
+                        abi::inject::REPLY => true,
+                        _ => {
+                            return Err(violation(
+                                &mut caller,
+                                format!("INJECT target {arg} is neither 0 nor 1"),
+                            ));
+                        }
+                    };
+                    let data = read(&mut caller, ptr, len, MAX_INJECT_PER_CALL)?;
+                    caller.data_mut().injected += data.len();
+                    if caller.data().injected > MAX_INJECT_PER_CALL {
+                        return Err(violation(
+                            &mut caller,
+                            format!("injected more than {MAX_INJECT_PER_CALL} bytes in one call"),
+                        ));
+                    }
+                    Op::Inject { reply, data }
                 }
-                Op::Inject { reply, data }
-            }
-            abi::op::ERROR => {
-                let reason = read(&mut caller, ptr, len, MAX_MESSAGE)?;
-                Op::Error { code: arg as i32, reason: String::from_utf8_lossy(&reason).into_owned() }
-            }
-            other => return Err(violation(&mut caller, format!("unknown op code {other}"))),
-        };
-        caller.data_mut().ops.push(op);
-        Ok(())
-    })?;
+                abi::op::ERROR => {
+                    let reason = read(&mut caller, ptr, len, MAX_MESSAGE)?;
+                    Op::Error { code: arg as i32, reason: String::from_utf8_lossy(&reason).into_owned() }
+                }
+                other => return Err(violation(&mut caller, format!("unknown op code {other}"))),
+            };
+            caller.data_mut().ops.push(op);
+            Ok(())
+        },
+    )?;
     linker.func_wrap(module, imports::RECORD, |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
         let record = read(&mut caller, ptr, len, MAX_MESSAGE)?;
         if caller.data().records.len() >= MAX_RECORDS_PER_CALL {
-            return Err(violation(&mut caller, format!("more than {MAX_RECORDS_PER_CALL} records in one call")));
+            return Err(violation(
+                &mut caller,
+                format!("more than {MAX_RECORDS_PER_CALL} records in one call"),
+            ));
         }
         caller.data_mut().records.push(record);
         Ok(())
     })?;
-    linker.func_wrap(module, imports::LOG, |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-        let line = read(&mut caller, ptr, len, MAX_MESSAGE)?;
-        if caller.data().logs.len() >= MAX_RECORDS_PER_CALL {
-            return Err(violation(&mut caller, format!("more than {MAX_RECORDS_PER_CALL} log lines in one call")));
-        }
-        caller.data_mut().logs.push((level, String::from_utf8_lossy(&line).into_owned()));
-        Ok(())
-    })?;
+    linker.func_wrap(
+        module,
+        imports::LOG,
+        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            let line = read(&mut caller, ptr, len, MAX_MESSAGE)?;
+            if caller.data().logs.len() >= MAX_RECORDS_PER_CALL {
+                return Err(violation(
+                    &mut caller,
+                    format!("more than {MAX_RECORDS_PER_CALL} log lines in one call"),
+                ));
+            }
+            caller.data_mut().logs.push((level, String::from_utf8_lossy(&line).into_owned()));
+            Ok(())
+        },
+    )?;
     linker.func_wrap(module, imports::NOW_NS, |caller: Caller<'_, HostState>| {
         caller.data().started.elapsed().as_nanos() as i64
     })?;
@@ -223,14 +255,19 @@ impl FilterInstance {
             .ok_or_else(|| CallError::Violation("no memory export".into()))?;
         store.data_mut().memory = Some(memory);
         let func = |store: &mut Store<HostState>, name: &str| {
-            instance.get_func(&mut *store, name).ok_or_else(|| CallError::Violation(format!("missing export {name}")))
+            instance
+                .get_func(&mut *store, name)
+                .ok_or_else(|| CallError::Violation(format!("missing export {name}")))
         };
         macro_rules! typed {
             ($name:expr) => {
                 func(&mut store, $name)?.typed(&store).map_err(|err| CallError::Violation(err.to_string()))?
             };
         }
-        let kind = |store: &mut Store<HostState>, present: bool, names: [&str; 3]| -> Result<Option<KindFuncs>, CallError> {
+        let kind = |store: &mut Store<HostState>,
+                    present: bool,
+                    names: [&str; 3]|
+         -> Result<Option<KindFuncs>, CallError> {
             if !present {
                 return Ok(None);
             }
@@ -307,7 +344,8 @@ impl FilterInstance {
             Some((address, capacity)) if capacity >= data.len() => address,
             _ => {
                 let address = self.buffer.call(&mut self.store, len)?;
-                let address = usize::try_from(address).map_err(|_| wasmtime::Error::msg("negative buffer address"))?;
+                let address =
+                    usize::try_from(address).map_err(|_| wasmtime::Error::msg("negative buffer address"))?;
                 self.input = Some((address, data.len()));
                 address
             }
@@ -391,7 +429,14 @@ impl FilterInstance {
     }
 
     /// Hands data to the filter; returns its ops and records.
-    pub fn data(&mut self, datagram: bool, id: u32, reply: bool, end: bool, data: &[u8]) -> Result<CallOutput, CallError> {
+    pub fn data(
+        &mut self,
+        datagram: bool,
+        id: u32,
+        reply: bool,
+        end: bool,
+        data: &[u8],
+    ) -> Result<CallOutput, CallError> {
         let call = self.kind(datagram)?.data.clone();
         let flags = if reply { abi::flags::REPLY } else { 0 } | if end { abi::flags::END_STREAM } else { 0 };
         let code = self.call(|this| {
@@ -418,7 +463,12 @@ impl FilterInstance {
     }
 }
 
-fn classify(store: &Store<HostState>, err: wasmtime::Error, deadline: std::time::Duration, limit: usize) -> CallError {
+fn classify(
+    store: &Store<HostState>,
+    err: wasmtime::Error,
+    deadline: std::time::Duration,
+    limit: usize,
+) -> CallError {
     let state = store.data();
     if let Some(message) = &state.violation {
         return CallError::Violation(message.clone());

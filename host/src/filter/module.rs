@@ -7,9 +7,9 @@ use porin_sdk::abi::{self, exports, imports};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, ValType};
 
+use super::FilterError;
 use super::instance::{FilterInstance, HostState};
 use super::registry::Runtime;
-use super::FilterError;
 
 /// Which kinds of filter a module implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +67,16 @@ fn matches_signature(ty: &wasmtime::FuncType, name: &str) -> bool {
 }
 
 impl FilterModule {
-    pub(super) fn load(runtime: &Arc<Runtime>, name: &str, bytes: &[u8]) -> Result<FilterModule, FilterError> {
+    pub(super) fn load(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<FilterModule, FilterError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let module = runtime.compile(digest, bytes).map_err(|err| invalid(name, format!("not a valid module: {err}")))?;
+        let module = runtime
+            .compile(digest, bytes)
+            .map_err(|err| invalid(name, format!("not a valid module: {err}")))?;
 
         for import in module.imports() {
             let known = import.module() == abi::IMPORT_MODULE
@@ -111,7 +117,10 @@ impl FilterModule {
         if !kinds.stream && !kinds.datagram {
             return Err(invalid(name, "exports neither the stream nor the datagram functions"));
         }
-        let pre = runtime.linker.instantiate_pre(&module).map_err(|err| invalid(name, format!("cannot link: {err}")))?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|err| invalid(name, format!("cannot link: {err}")))?;
         let loaded = FilterModule {
             name: name.to_string(),
             sha256,
@@ -121,9 +130,14 @@ impl FilterModule {
             validator: Mutex::new(None),
         };
         let mut validator = loaded.instantiate()?;
-        let version = validator.abi_version().map_err(|source| FilterError::Call { name: name.into(), source })?;
+        let version =
+            validator.abi_version().map_err(|source| FilterError::Call { name: name.into(), source })?;
         if version != i64::from(abi::ABI_VERSION) {
-            return Err(FilterError::AbiVersion { name: name.into(), found: version, expected: abi::ABI_VERSION });
+            return Err(FilterError::AbiVersion {
+                name: name.into(),
+                found: version,
+                expected: abi::ABI_VERSION,
+            });
         }
         *loaded.validator.lock().expect("validator lock") = Some(validator);
         Ok(loaded)
@@ -144,7 +158,9 @@ impl FilterModule {
         let result = validator.set_rules(rule_set, json);
         validator.remove_rules(rule_set).ok();
         result.map_err(|source| match source {
-            super::CallError::Refused(message) => FilterError::Rules { name: self.name.clone(), rule_set, message },
+            super::CallError::Refused(message) => {
+                FilterError::Rules { name: self.name.clone(), rule_set, message }
+            }
             source => FilterError::Call { name: self.name.clone(), source },
         })
     }

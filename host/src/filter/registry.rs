@@ -90,7 +90,11 @@ pub(crate) struct RegistryState {
 impl RegistryState {
     /// The rule sets of one filter, by id.
     pub(crate) fn rule_sets_for(&self, filter: &str) -> HashMap<u32, Arc<str>> {
-        self.rule_sets.iter().filter(|(_, e)| e.filter == filter).map(|(id, e)| (*id, e.json.clone())).collect()
+        self.rule_sets
+            .iter()
+            .filter(|(_, e)| e.filter == filter)
+            .map(|(id, e)| (*id, e.json.clone()))
+            .collect()
     }
 }
 
@@ -172,7 +176,8 @@ impl FilterRegistry {
 
     /// Loads one module file, named `name` or after the file.
     pub fn load_file(&self, path: &Path, name: Option<&str>) -> Result<Arc<FilterModule>, FilterError> {
-        let bytes = std::fs::read(path).map_err(|source| FilterError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| FilterError::Io { path: path.display().to_string(), source })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         self.load(name.unwrap_or(&stem), &bytes)
     }

@@ -97,7 +97,13 @@ impl StreamSession {
     /// Feeds bytes from the source (`reply == false`) or the destination.
     /// An error means the connection must be closed; an ERROR record was
     /// added.
-    pub fn data<S: Sink>(&mut self, reply: bool, data: &[u8], end: bool, sink: &mut S) -> Result<(), DriverError> {
+    pub fn data<S: Sink>(
+        &mut self,
+        reply: bool,
+        data: &[u8],
+        end: bool,
+        sink: &mut S,
+    ) -> Result<(), DriverError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }

@@ -18,11 +18,16 @@ struct Wire {
 
 impl Sink for Wire {
     fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source { self.downstream.extend_from_slice(data) } else { self.upstream.extend_from_slice(data) }
+        if to_source {
+            self.downstream.extend_from_slice(data)
+        } else {
+            self.upstream.extend_from_slice(data)
+        }
     }
 }
 
-const PASS_ALL: &str = "(call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0)) (i32.const 0)";
+const PASS_ALL: &str =
+    "(call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0)) (i32.const 0)";
 
 /// A stream filter module whose `porin_stream_data` body is `body`.
 fn module(body: &str) -> String {
@@ -74,7 +79,10 @@ fn load_error(wat: &str) -> FilterError {
 }
 
 /// Sends `data` through a fresh connection and returns the outcome.
-fn run(registry: &Arc<FilterRegistry>, data: &[u8]) -> (Result<(), DriverError>, Vec<serde_json::Value>, Wire) {
+fn run(
+    registry: &Arc<FilterRegistry>,
+    data: &[u8],
+) -> (Result<(), DriverError>, Vec<serde_json::Value>, Wire) {
     let mut worker = WorkerFilters::new(registry.clone());
     let mut session = worker.open_stream("test", &test_meta()).expect("opens");
     let mut wire = Wire::default();
@@ -97,7 +105,8 @@ fn assert_fails_closed(body: &str, expected: impl Fn(&str) -> bool) {
 
 #[test]
 fn a_conforming_module_passes_data_and_records() {
-    let registry = registry_with(&module(&format!("(call $record (i32.const 64) (i32.const 40)) {PASS_ALL}")));
+    let registry =
+        registry_with(&module(&format!("(call $record (i32.const 64) (i32.const 40)) {PASS_ALL}")));
     let (result, records, wire) = run(&registry, b"hello");
     result.unwrap();
     assert_eq!(wire.upstream, b"hello");
@@ -124,16 +133,34 @@ fn traps_close_the_connection() {
 #[test]
 fn bogus_ops_are_abi_violations() {
     let bodies = [
-        ("(call $op (i32.const 99) (i64.const 0) (i32.const 0) (i32.const 0)) (i32.const 0)", "unknown op code 99"),
-        ("(call $op (i32.const 2) (i64.const -5) (i32.const 0) (i32.const 0)) (i32.const 0)", "negative count"),
-        ("(call $op (i32.const 4) (i64.const 1) (i32.const 131000) (i32.const 5000)) (i32.const 0)", "outside linear memory"),
-        ("(call $op (i32.const 4) (i64.const 7) (i32.const 16) (i32.const 4)) (i32.const 0)", "INJECT target 7"),
-        ("(call $op (i32.const 4) (i64.const 1) (i32.const -1) (i32.const 4)) (i32.const 0)", "negative pointer"),
+        (
+            "(call $op (i32.const 99) (i64.const 0) (i32.const 0) (i32.const 0)) (i32.const 0)",
+            "unknown op code 99",
+        ),
+        (
+            "(call $op (i32.const 2) (i64.const -5) (i32.const 0) (i32.const 0)) (i32.const 0)",
+            "negative count",
+        ),
+        (
+            "(call $op (i32.const 4) (i64.const 1) (i32.const 131000) (i32.const 5000)) (i32.const 0)",
+            "outside linear memory",
+        ),
+        (
+            "(call $op (i32.const 4) (i64.const 7) (i32.const 16) (i32.const 4)) (i32.const 0)",
+            "INJECT target 7",
+        ),
+        (
+            "(call $op (i32.const 4) (i64.const 1) (i32.const -1) (i32.const 4)) (i32.const 0)",
+            "negative pointer",
+        ),
         (
             "(loop $l (call $op (i32.const 1) (i64.const 1) (i32.const 0) (i32.const 0)) (br $l)) (i32.const 0)",
             "more than 65536 ops",
         ),
-        ("(loop $l (call $record (i32.const 64) (i32.const 40)) (br $l)) (i32.const 0)", "more than 4096 records"),
+        (
+            "(loop $l (call $record (i32.const 64) (i32.const 40)) (br $l)) (i32.const 0)",
+            "more than 4096 records",
+        ),
     ];
     for (body, expected) in bodies {
         assert_fails_closed(body, |m| m.contains("broke the ABI") && m.contains(expected));
@@ -156,7 +183,8 @@ fn ops_that_go_nowhere_close_the_connection() {
 #[test]
 fn a_trap_spares_other_connections_and_new_ones_get_a_fresh_instance() {
     // Traps when the data starts with 'X'.
-    let body = format!("(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable)) {PASS_ALL}");
+    let body =
+        format!("(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable)) {PASS_ALL}");
     let registry = registry_with(&module(&body));
     let mut worker = WorkerFilters::new(registry.clone());
     let mut good = worker.open_stream("test", &test_meta()).unwrap();
@@ -182,7 +210,8 @@ fn modules_that_do_not_speak_the_abi_are_refused() {
     assert_eq!(version.to_string(), "filter `test` speaks ABI version 2; this porin speaks version 1");
     let stuck = load_error(&module_with(PASS_ALL, "(loop $l (br $l)) (i32.const 1)", ""));
     assert!(stuck.to_string().contains("CPU deadline"), "{stuck}");
-    let import = load_error(&module_with(PASS_ALL, "(i32.const 1)", r#"(import "env" "system" (func (param i32)))"#));
+    let import =
+        load_error(&module_with(PASS_ALL, "(i32.const 1)", r#"(import "env" "system" (func (param i32)))"#));
     assert!(import.to_string().contains("imports `env.system`"), "{import}");
     let missing = load_error(&module(PASS_ALL).replace("porin_buffer", "buffer"));
     assert!(missing.to_string().contains("does not export `porin_buffer`"), "{missing}");

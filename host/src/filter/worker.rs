@@ -86,7 +86,11 @@ impl WorkerFilters {
     }
 
     /// Opens a datagram flow through filter `filter`.
-    pub fn open_datagram(&mut self, filter: &str, meta: &ConnectionMeta) -> Result<DatagramSession, FilterError> {
+    pub fn open_datagram(
+        &mut self,
+        filter: &str,
+        meta: &ConnectionMeta,
+    ) -> Result<DatagramSession, FilterError> {
         let instance = self.instance(filter)?;
         DatagramSession::open(self.registry.clone(), instance, meta)
     }

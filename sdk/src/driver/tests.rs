@@ -8,13 +8,19 @@ struct Wire {
 
 impl Sink for Wire {
     fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source { self.downstream.extend_from_slice(data) } else { self.upstream.extend_from_slice(data) }
+        if to_source {
+            self.downstream.extend_from_slice(data)
+        } else {
+            self.upstream.extend_from_slice(data)
+        }
     }
 }
 
 /// A line protocol: each line is passed, lines starting with "x" are
 /// dropped and answered with "no\n", "body N\n" passes N more bytes unseen.
-fn lines(calls: &mut Vec<Vec<u8>>) -> impl FnMut(bool, bool, &[u8], &mut Vec<Op>) -> Result<(), DriverError> + '_ {
+fn lines(
+    calls: &mut Vec<Vec<u8>>,
+) -> impl FnMut(bool, bool, &[u8], &mut Vec<Op>) -> Result<(), DriverError> + '_ {
     move |_reply, _end, data: &[u8], ops: &mut Vec<Op>| {
         calls.push(data.to_vec());
         let Some(end) = data.iter().position(|b| *b == b'\n') else {
@@ -44,7 +50,10 @@ fn more_buffers_until_enough_and_ops_apply_in_order() {
     assert_eq!(wire.upstream, b"hello\nok\n");
     assert_eq!(wire.downstream, b"no\n");
     drop(filter);
-    assert_eq!(calls, [b"hel".to_vec(), b"hello\nx-bad\nok\n".to_vec(), b"x-bad\nok\n".to_vec(), b"ok\n".to_vec()]);
+    assert_eq!(
+        calls,
+        [b"hel".to_vec(), b"hello\nx-bad\nok\n".to_vec(), b"x-bad\nok\n".to_vec(), b"ok\n".to_vec()]
+    );
 }
 
 #[test]
@@ -87,7 +96,10 @@ fn no_progress_buffer_limit_and_filter_errors_close() {
         ops.push(Op::More(100));
         Ok(())
     };
-    assert_eq!(Driver::new(64).data(false, b"a", false, &mut greedy, &mut wire), Err(DriverError::BufferLimit(64)));
+    assert_eq!(
+        Driver::new(64).data(false, b"a", false, &mut greedy, &mut wire),
+        Err(DriverError::BufferLimit(64))
+    );
     let mut failing = |_: bool, _: bool, _: &[u8], ops: &mut Vec<Op>| {
         ops.push(Op::Error { code: 400, reason: "bad".into() });
         Ok(())

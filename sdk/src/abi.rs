@@ -77,6 +77,9 @@ pub mod flags {
     pub const REPLY: i32 = 1;
     /// The sender closed its side; no more data follows in this direction.
     pub const END_STREAM: i32 = 2;
+    /// The destination could not be reached (set with REPLY and END_STREAM,
+    /// no data): the filter may answer the source, then the host closes.
+    pub const UPSTREAM_FAILED: i32 = 4;
 }
 
 /// Return values of `porin_datagram`.

@@ -102,6 +102,11 @@ impl Driver {
         Driver { halves: [Half::default(), Half::default()], max_buffer }
     }
 
+    /// Bytes buffered in a direction, waiting for the filter.
+    pub fn buffered(&self, reply: bool) -> usize {
+        self.halves[reply as usize].buffer.len()
+    }
+
     /// True when nothing is buffered or pending in a direction, so a
     /// half-close can be forwarded.
     pub fn is_drained(&self, reply: bool) -> bool {

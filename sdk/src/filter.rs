@@ -117,6 +117,13 @@ pub trait StreamFilter: Sized + 'static {
     fn on_close(&mut self, stream: &mut Stream<'_, Self::Rules>) {
         let _ = stream;
     }
+
+    /// The destination could not be reached. The filter may answer the
+    /// source with `stream.inject(..)` (e.g. HTTP 503); the host then closes
+    /// the connection. The default does nothing.
+    fn on_upstream_failure(&mut self, stream: &mut Stream<'_, Self::Rules>) {
+        let _ = stream;
+    }
 }
 
 /// A datagram filter's decision.
@@ -249,6 +256,18 @@ pub fn stream_data<S: StreamFilter>(
     let mut out = Output::default();
     let mut stream = Stream { meta, rules, out: &mut out };
     filter.on_data(&mut stream, reply, end_stream, data);
+    out
+}
+
+/// Runs one `on_upstream_failure` call.
+pub fn stream_upstream_failure<S: StreamFilter>(
+    filter: &mut S,
+    meta: &ConnectionMeta,
+    rules: Option<&S::Rules>,
+) -> Output {
+    let mut out = Output::default();
+    let mut stream = Stream { meta, rules, out: &mut out };
+    filter.on_upstream_failure(&mut stream);
     out
 }
 

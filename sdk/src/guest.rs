@@ -63,7 +63,11 @@ pub fn stream_data<S: StreamFilter>(
     let rules_now = rules.borrow().get(meta.rule_set);
     let reply = flags & abi::flags::REPLY != 0;
     let end = flags & abi::flags::END_STREAM != 0;
-    let out = filter::stream_data(&mut state, &meta, rules_now.as_deref(), reply, end, input(len));
+    let out = if flags & abi::flags::UPSTREAM_FAILED != 0 {
+        filter::stream_upstream_failure(&mut state, &meta, rules_now.as_deref())
+    } else {
+        filter::stream_data(&mut state, &meta, rules_now.as_deref(), reply, end, input(len))
+    };
     wasm::emit(&out);
     connections.borrow_mut().insert(id as u32, meta, state);
     0

@@ -31,7 +31,7 @@ pub use abi::{ConnectionMeta, Peer, TrafficDirection};
 pub use driver::Op;
 pub use filter::{
     Connections, Datagram, DatagramFilter, Level, Output, RuleSets, Rules, Stream, StreamFilter, Verdict,
-    datagram, from_json, stream_close, stream_data,
+    datagram, from_json, stream_close, stream_data, stream_upstream_failure,
 };
 pub use record::{Record, Verdict as RecordVerdict};
 pub use sys::{log, now_ns};

@@ -133,6 +133,24 @@ impl<S: StreamFilter> StreamTester<S> {
         self.feed(true, b"", true)
     }
 
+    /// The destination could not be reached: runs the filter's failure hook
+    /// and sends what it injects to the source; the connection is closed.
+    pub fn upstream_failed(&mut self) -> &mut Self {
+        if self.closed.is_some() {
+            return self;
+        }
+        let current = self.rules.get(self.meta.rule_set);
+        let out = filter::stream_upstream_failure(&mut self.filter, &self.meta, current.as_deref());
+        parse_records(out.records, &mut self.records);
+        for op in out.ops {
+            if let crate::Op::Inject { reply: false, data } = op {
+                self.wire.downstream.extend_from_slice(&data);
+            }
+        }
+        self.closed = Some(DriverError::Call("upstream unavailable".into()));
+        self
+    }
+
     /// Everything forwarded to the destination so far.
     pub fn upstream(&self) -> &[u8] {
         &self.wire.upstream

@@ -14,7 +14,7 @@ use crate::chunked::{Chunked, Step};
 use crate::framing::{Body, MAX_LENGTH};
 use crate::head::{HeadScanner, Scan};
 use crate::record;
-use crate::replies::{BAD_REQUEST, FORBIDDEN, HEADERS_TOO_LARGE, VERSION_NOT_SUPPORTED};
+use crate::replies::{BAD_REQUEST, FORBIDDEN, HEADERS_TOO_LARGE, SERVICE_UNAVAILABLE, VERSION_NOT_SUPPORTED};
 use crate::request::{self, Rejection, RequestHead};
 use crate::response;
 
@@ -117,6 +117,22 @@ impl StreamFilter for HttpFilter {
         } else {
             self.on_request(stream, end_stream, data);
         }
+    }
+
+    /// Every request that was forwarded gets `503`, in order, with the
+    /// answers queued behind them; then the connection closes.
+    fn on_upstream_failure(&mut self, stream: &mut Stream<'_, HttpRules>) {
+        for pending in self.queue.drain(..) {
+            match pending {
+                Pending::Awaiting(exchange) => {
+                    stream.inject(SERVICE_UNAVAILABLE);
+                    let record = response_record(RecordVerdict::Error, &exchange).int("http.code", 503);
+                    stream.record(record.str("error", "upstream unavailable"));
+                }
+                Pending::Answer { bytes, .. } => stream.inject(bytes),
+            }
+        }
+        stream.error(503, "upstream unavailable");
     }
 }
 

@@ -14,3 +14,6 @@ pub(crate) const HEADERS_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields
 
 /// A well-formed HTTP version other than 1.0 and 1.1; closed after it.
 pub(crate) const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 26\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nHTTP Version Not Supported";
+
+/// The destination could not be reached (Envoy's answer); closed after it.
+pub(crate) const SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 19\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno healthy upstream";

@@ -2,6 +2,7 @@
 //! build and run commands without a process.
 
 mod filter;
+mod gateway;
 mod policy;
 
 use std::io::Write;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use filter::{FilterCommand, TestArgs};
+pub use gateway::GatewayArgs;
 pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
 
 #[derive(Debug, Parser)]
@@ -27,6 +29,8 @@ pub enum Command {
     /// Work with L7 filters: run one over captured traffic.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Run the L7 proxy in front of services, without the datapath.
+    Gateway(GatewayArgs),
 }
 
 /// Output format.
@@ -45,6 +49,7 @@ impl Cli {
         match self.command {
             Command::Policy(command) => command.run(out, err),
             Command::Filter(command) => command.run(out, err),
+            Command::Gateway(args) => gateway::run(args, out, err),
         }
     }
 }

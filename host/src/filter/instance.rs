@@ -437,8 +437,18 @@ impl FilterInstance {
         end: bool,
         data: &[u8],
     ) -> Result<CallOutput, CallError> {
-        let call = self.kind(datagram)?.data.clone();
         let flags = if reply { abi::flags::REPLY } else { 0 } | if end { abi::flags::END_STREAM } else { 0 };
+        self.data_with_flags(datagram, id, flags, data)
+    }
+
+    /// Tells a stream filter its destination is unreachable.
+    pub fn upstream_failed(&mut self, id: u32) -> Result<CallOutput, CallError> {
+        let flags = abi::flags::REPLY | abi::flags::END_STREAM | abi::flags::UPSTREAM_FAILED;
+        self.data_with_flags(false, id, flags, &[])
+    }
+
+    fn data_with_flags(&mut self, datagram: bool, id: u32, flags: i32, data: &[u8]) -> Result<CallOutput, CallError> {
+        let call = self.kind(datagram)?.data.clone();
         let code = self.call(|this| {
             let len = this.write_input(data)?;
             call.call(&mut this.store, (id as i32, flags, len))

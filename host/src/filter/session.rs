@@ -129,6 +129,35 @@ impl StreamSession {
         result
     }
 
+    /// The destination could not be reached: the filter may answer the
+    /// source (what it injects goes to `sink`); the connection must close.
+    pub fn upstream_failed<S: Sink>(&mut self, sink: &mut S) {
+        if self.failed.is_some() {
+            return;
+        }
+        let id = self.id;
+        match call(&self.registry, &self.instance, |i| i.upstream_failed(id)) {
+            Ok(out) => {
+                self.records.extend(out.records);
+                for op in out.ops {
+                    if let Op::Inject { reply: false, data } = op {
+                        sink.send(true, &data);
+                    }
+                }
+            }
+            Err(err) => {
+                let name = self.instance.borrow().name().to_string();
+                self.records.push(error_record(&name, &err.to_string()));
+            }
+        }
+        self.failed = Some(DriverError::Call("upstream unavailable".into()));
+    }
+
+    /// Bytes waiting for the filter to decide in a direction.
+    pub fn buffered(&self, reply: bool) -> usize {
+        self.driver.buffered(reply)
+    }
+
     /// True when nothing is buffered or owed in a direction.
     pub fn is_drained(&self, reply: bool) -> bool {
         self.driver.is_drained(reply)

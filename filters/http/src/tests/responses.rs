@@ -246,3 +246,16 @@ fn oversized_response_head_closes() {
     t.receive(format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n", "b".repeat(MAX_HEAD)).as_bytes());
     assert_eq!(close_code(&t), Some(502));
 }
+
+#[test]
+fn an_unreachable_upstream_answers_forwarded_requests_with_503() {
+    let mut tester = StreamTester::<HttpFilter>::new(r#"{"http":[{"method":"GET"}]}"#).unwrap();
+    tester.send(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\ncontent-length: 0\r\n\r\n");
+    tester.upstream_failed();
+    let downstream = String::from_utf8_lossy(tester.downstream());
+    let first = downstream.find("503 Service Unavailable").expect("503 for the forwarded GET");
+    let second = downstream.find("403 Forbidden").expect("then the denied POST's answer");
+    assert!(first < second, "{downstream}");
+    let last = tester.records().last().unwrap();
+    assert_eq!((last["http.code"].as_i64(), last["verdict"].as_str()), (Some(503), Some("ERROR")));
+}

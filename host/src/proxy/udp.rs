@@ -1,0 +1,133 @@
+//! UDP: flows keyed by (client, original destination), each with a
+//! datagram filter session and its own upstream socket. Replies are sent
+//! from the original destination, so the client accepts them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use super::worker::{FlowReporter, WorkerContext};
+use super::{Listener, Transport, socket};
+use crate::filter::{DatagramSession, DatagramVerdict};
+use crate::flow::Verdict;
+
+const DATAGRAM_SIZE: usize = 65_536;
+
+struct UdpFlow {
+    session: RefCell<DatagramSession>,
+    upstream: UdpSocket,
+    /// Sends to the client from the original destination.
+    reply: Rc<UdpSocket>,
+    reporter: FlowReporter,
+    last: Cell<Instant>,
+}
+
+type Flows = Rc<RefCell<HashMap<(SocketAddr, SocketAddr), Rc<UdpFlow>>>>;
+
+/// Serves one UDP listener socket until the task is dropped.
+pub(super) async fn serve(socket: UdpSocket, listener: Rc<Listener>, ctx: Rc<WorkerContext>) {
+    let socket = Rc::new(socket);
+    let flows: Flows = Rc::default();
+    let mut buf = vec![0; DATAGRAM_SIZE];
+    loop {
+        let received = if listener.transparent {
+            socket.async_io(Interest::READABLE, || socket::recv_with_destination(&socket, &mut buf)).await
+        } else {
+            socket.recv_from(&mut buf).await.map(|(n, source)| (n, source, None))
+        };
+        let Ok((n, source, original)) = received else { continue };
+        let destination = original.unwrap_or(listener.listen);
+        let existing = flows.borrow().get(&(source, destination)).cloned();
+        let flow = match existing {
+            Some(flow) => flow,
+            None => match open(&socket, &listener, &ctx, &flows, source, destination).await {
+                Some(flow) => flow,
+                None => continue,
+            },
+        };
+        flow.last.set(Instant::now());
+        let verdict = flow.session.borrow_mut().datagram(false, &buf[..n]);
+        flow.reporter.records(flow.session.borrow_mut().take_records());
+        match verdict {
+            DatagramVerdict::Pass => {
+                flow.upstream.send(&buf[..n]).await.ok();
+            }
+            DatagramVerdict::Reply(answer) => {
+                flow.reply.send_to(&answer, source).await.ok();
+            }
+            DatagramVerdict::Drop => {}
+        }
+    }
+}
+
+/// Opens a flow: route, filter session, upstream socket, reply path, and a
+/// task that relays the upstream's replies until the flow goes idle.
+async fn open(
+    listener_socket: &Rc<UdpSocket>,
+    listener: &Rc<Listener>,
+    ctx: &Rc<WorkerContext>,
+    flows: &Flows,
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Option<Rc<UdpFlow>> {
+    let Some(route) = listener.resolver.resolve(source, destination, Transport::Udp) else {
+        FlowReporter::unrouted(ctx, source, destination, false);
+        return None;
+    };
+    let reporter = FlowReporter::new(ctx.clone(), &route, false);
+    let opened = ctx.filters.borrow_mut().open_datagram(&route.filter, &route.meta());
+    let session = match opened {
+        Ok(session) => session,
+        Err(err) => {
+            reporter.connection(Verdict::Dropped, Some(err.to_string()));
+            return None;
+        }
+    };
+    let upstream = match socket::udp_upstream(route.upstream, route.mark).await {
+        Ok(upstream) => upstream,
+        Err(err) => {
+            reporter.connection(Verdict::Error, Some(format!("upstream {}: {err}", route.upstream)));
+            return None;
+        }
+    };
+    let reply = if listener.transparent {
+        match socket::udp_bound(destination, true) {
+            Ok(reply) => Rc::new(reply),
+            Err(err) => {
+                reporter.connection(Verdict::Error, Some(format!("cannot answer from {destination}: {err}")));
+                return None;
+            }
+        }
+    } else {
+        listener_socket.clone()
+    };
+    let flow = Rc::new(UdpFlow { session: RefCell::new(session), upstream, reply, reporter, last: Cell::new(Instant::now()) });
+    flows.borrow_mut().insert((source, destination), flow.clone());
+    let (task_flow, task_flows, idle) = (flow.clone(), flows.clone(), ctx.shared.limits.udp_flow_timeout);
+    tokio::task::spawn_local(async move {
+        let mut buf = vec![0; DATAGRAM_SIZE];
+        loop {
+            let wait = (task_flow.last.get() + idle).saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, task_flow.upstream.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    task_flow.last.set(Instant::now());
+                    let verdict = task_flow.session.borrow_mut().datagram(true, &buf[..n]);
+                    task_flow.reporter.records(task_flow.session.borrow_mut().take_records());
+                    if verdict == DatagramVerdict::Pass {
+                        task_flow.reply.send_to(&buf[..n], source).await.ok();
+                    }
+                }
+                Ok(Err(_)) => break,
+                Err(_) if task_flow.last.get().elapsed() >= idle => break,
+                Err(_) => {}
+            }
+        }
+        task_flows.borrow_mut().remove(&(source, destination));
+    });
+    Some(flow)
+}

@@ -9,6 +9,9 @@
 //! Try:   porin filter test --filter target/wasm32-unknown-unknown/wasm/examples/line_filter.wasm \
 //!            --rules rules.yaml --input session.txt
 
+// Natively (tests) the filter is reached only through the harness, not the Wasm exports.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use porin_sdk::{
     ConnectionMeta, Record, RecordVerdict, Rules, Stream, StreamFilter, export_filter, from_json,
 };

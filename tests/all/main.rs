@@ -2,4 +2,5 @@
 
 mod filter_cli;
 mod policy_cli;
+mod proxy;
 mod seed;

@@ -43,3 +43,243 @@ where
     };
     Run { success, stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
 }
+
+/// True when tests may start servers and must not skip: in CI, or as root.
+pub fn must_run() -> bool {
+    std::env::var_os("CI").is_some() || nix_is_root()
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Whether `program` is installed. When it is missing, tests skip loudly
+/// outside CI and fail in CI (`make test` installs it).
+pub fn have(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+        || std::path::Path::new(program).is_file();
+    if !found {
+        assert!(!must_run(), "{program} is not installed; `make test` installs it");
+        eprintln!("SKIPPED: {program} is not installed (run `make test` to install it)");
+    }
+    found
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// A child process stopped (by PID) when dropped: SIGTERM, so servers
+/// such as nginx take their workers down with them, then SIGKILL.
+#[derive(Debug)]
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        send_signal(self.0.id(), "TERM");
+        for _ in 0..100 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// A scratch directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("porin-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A real nginx on 127.0.0.1 answering `hello from nginx` on every path.
+#[derive(Debug)]
+pub struct Nginx {
+    pub port: u16,
+    _process: Process,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    pub fn start() -> Option<Nginx> {
+        if !have("nginx") && !have("/usr/sbin/nginx") {
+            return None;
+        }
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        std::fs::create_dir_all(dir.path("logs")).unwrap();
+        let config = format!(
+            "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {log};\nevents {{ worker_connections 1024; }}\n\
+             http {{ access_log off; keepalive_requests 10000;\n  server {{ listen 127.0.0.1:{port};\n    location / {{ return 200 \"hello from nginx\\n\"; }}\n  }}\n}}\n",
+            pid = dir.path("nginx.pid").display(),
+            log = dir.path("logs/error.log").display(),
+        );
+        std::fs::write(dir.path("nginx.conf"), config).unwrap();
+        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+        let child = std::process::Command::new(nginx)
+            .arg("-c")
+            .arg(dir.path("nginx.conf"))
+            .arg("-p")
+            .arg(&dir.0)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let process = Process(child);
+        wait_for_port(port);
+        Some(Nginx { port, _process: process, _dir: dir })
+    }
+}
+
+/// The `porin` binary built next to the test binary.
+pub fn porin_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    dir.join("porin")
+}
+
+/// `porin gateway -c CONFIG --log-flows`, stopped with SIGTERM when dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: PathBuf,
+    child: Option<std::process::Child>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    /// Starts a gateway with `config` (YAML) and waits until it listens.
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with(config, |_| {})
+    }
+
+    /// Like [`Gateway::start`]; `prepare` can put files (filters) in the directory first.
+    pub fn start_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Gateway {
+        use std::io::BufRead;
+        let dir = TempDir::new("gateway");
+        prepare(&dir.0);
+        let path = dir.path("gateway.yaml");
+        std::fs::write(&path, config.replace("{dir}", &dir.0.display().to_string())).unwrap();
+        let mut child = std::process::Command::new(porin_binary())
+            .args(["gateway", "--log-flows", "-c"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("porin gateway starts");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for (pipe, sink) in [
+            (Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, stderr.clone()),
+            (Box::new(child.stdout.take().unwrap()), stdout.clone()),
+        ] {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut sink = sink.lock().unwrap();
+                    sink.push_str(&line);
+                    sink.push('\n');
+                }
+            });
+        }
+        let gateway = Gateway { config: path, child: Some(child), stderr, stdout, _dir: dir };
+        gateway.wait_for_stderr("listening on", 1);
+        gateway
+    }
+
+    /// Waits until `needle` appears `count` times on stderr.
+    pub fn wait_for_stderr(&self, needle: &str, count: usize) {
+        for _ in 0..600 {
+            if self.stderr.lock().unwrap().matches(needle).count() >= count {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("gateway never printed {needle:?}:\n{}", self.stderr.lock().unwrap());
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The flows printed so far.
+    pub fn flows(&self) -> Vec<serde_json::Value> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.stdout.lock().unwrap().lines().map(|l| serde_json::from_str(l).expect("flows are JSON lines")).collect()
+    }
+
+    /// Sends a signal to the gateway process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            send_signal(child.id(), signal);
+        }
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().ok();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id(), "TERM");
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// Runs curl with `args`; returns (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}

@@ -14,7 +14,7 @@ use super::instance::{HostState, define_imports};
 use super::{FilterError, FilterModule, RuntimeConfig};
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The Wasm engine, its linker and the compiled-module cache.
 pub(crate) struct Runtime {

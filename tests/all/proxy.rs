@@ -1,0 +1,183 @@
+//! The L7 proxy in gateway mode, in front of a real nginx, driven by curl
+//! and by raw sockets where curl cannot (pipelining).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use porin_tests::{Gateway, Nginx, curl, free_port, have};
+
+fn gateway_for(nginx: &Nginx, port: u16, rules: &str, extra: &str) -> Gateway {
+    Gateway::start(&format!(
+        "listeners:\n  - name: api\n    listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{}\n    filter: http\n    rules: {rules}\n{extra}limits: {{workers: 2, header_timeout: 500ms}}\n",
+        nginx.port
+    ))
+}
+
+/// Reads HTTP responses from `stream` until `count` status lines arrived.
+fn read_statuses(stream: &mut TcpStream, count: usize) -> Vec<u16> {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < count {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if text.matches("HTTP/1.1 ").count() >= count && text.ends_with('\n') {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&seen)
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| String::from_utf8_lossy(&seen[i + 9..i + 12]).parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn allowed_requests_reach_nginx_and_denied_ones_get_403_from_porin() {
+    let Some(nginx) = Nginx::start() else { return };
+    if !have("curl") {
+        return;
+    }
+    let port = free_port();
+    let gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
+    let url = format!("http://127.0.0.1:{port}");
+    assert_eq!(curl(&[&format!("{url}/")]), (200, "hello from nginx\n".into()));
+    assert_eq!(curl(&["-X", "POST", &format!("{url}/admin")]), (403, "Access denied\r\n".into()));
+    let flows = gateway.flows();
+    let l7: Vec<(&str, &str)> = flows
+        .iter()
+        .filter(|f| f["Type"] == "L7")
+        .map(|f| (f["verdict"].as_str().unwrap(), f["Summary"].as_str().unwrap()))
+        .collect();
+    assert!(l7.contains(&("FORWARDED", &format!("HTTP/1.1 GET {url}/")[..])), "{l7:?}");
+    assert!(l7.iter().any(|(v, s)| *v == "FORWARDED" && s.starts_with("HTTP/1.1 200")), "{l7:?}");
+    let denied = flows.iter().find(|f| f["verdict"] == "DROPPED").expect("a DROPPED flow");
+    assert_eq!(denied["drop_reason_desc"], "POLICY_DENIED");
+    assert_eq!(denied["l7"]["http"]["method"], "POST");
+    assert_eq!(denied["proxy"]["filter"], "http");
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests_are_each_enforced_in_order() {
+    let Some(nginx) = Nginx::start() else { return };
+    if !have("curl") {
+        return;
+    }
+    let port = free_port();
+    let _gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
+    // curl reuses one connection for both URLs.
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code}:%{num_connects} "])
+        .arg(format!("http://127.0.0.1:{port}/a"))
+        .arg(format!("http://127.0.0.1:{port}/b"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200:1 200:0 ");
+    // Three pipelined requests, the middle one denied: answers keep order.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /admin HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(read_statuses(&mut stream, 3), [200, 403, 200]);
+}
+
+#[test]
+fn a_rule_change_applies_to_the_next_request_on_an_open_connection() {
+    let Some(nginx) = Nginx::start() else { return };
+    let port = free_port();
+    let gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_statuses(&mut stream, 1), [200]);
+    let config = std::fs::read_to_string(&gateway.config).unwrap().replace("method: GET", "method: POST");
+    std::fs::write(&gateway.config, config).unwrap();
+    gateway.signal("HUP");
+    gateway.wait_for_stderr("rules reloaded", 1);
+    stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_statuses(&mut stream, 1), [403]);
+    // A bad reload keeps the rules in force.
+    let broken = std::fs::read_to_string(&gateway.config).unwrap().replace("method: POST", "path: \"/a(\"");
+    std::fs::write(&gateway.config, broken).unwrap();
+    gateway.signal("HUP");
+    gateway.wait_for_stderr("previous rules stay", 1);
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n").unwrap();
+    assert_eq!(read_statuses(&mut stream, 1), [200]);
+}
+
+#[test]
+fn an_unreachable_upstream_gets_503_and_an_error_flow() {
+    if !have("curl") {
+        return;
+    }
+    let (port, dead) = (free_port(), free_port());
+    let gateway = Gateway::start(&format!(
+        "listeners:\n  - listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{dead}\n    filter: http\n    rules: {{http: [{{}}]}}\n"
+    ));
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]), (503, "no healthy upstream".into()));
+    let flows = gateway.flows();
+    let error = flows.iter().find(|f| f["verdict"] == "ERROR").expect("an ERROR flow");
+    assert!(error["drop_reason_desc"].as_str().unwrap().contains("unreachable"), "{error}");
+}
+
+#[test]
+fn an_incomplete_request_is_cut_off_by_the_header_timeout() {
+    let Some(nginx) = Nginx::start() else { return };
+    let port = free_port();
+    let _gateway = gateway_for(&nginx, port, "{http: [{}]}", "");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 64];
+    // Closed by porin (0 bytes), not by the read timeout.
+    assert_eq!(stream.read(&mut buf).unwrap(), 0);
+}
+
+/// Traps when the data starts with 'X', else passes everything.
+const HOSTILE: &str = r#"(module
+  (import "porin" "op" (func $op (param i32 i64 i32 i32)))
+  (memory (export "memory") 2)
+  (func (export "porin_abi_version") (result i32) (i32.const 1))
+  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_rules_remove") (param i32))
+  (func (export "porin_stream_open") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_stream_data") (param $id i32) (param $flags i32) (param $len i32) (result i32)
+    (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))
+    (call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0))
+    (i32.const 0))
+  (func (export "porin_stream_close") (param i32)))"#;
+
+#[test]
+fn a_hostile_filter_closes_its_connection_and_the_proxy_carries_on() {
+    let Some(nginx) = Nginx::start() else { return };
+    let (port, good) = (free_port(), free_port());
+    let config = format!(
+        "filters_dir: {{dir}}\nlisteners:\n  - listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{n}\n    filter: hostile\n  - listen: 127.0.0.1:{good}\n    upstream: 127.0.0.1:{n}\n    filter: http\n    rules: {{http: [{{}}]}}\n",
+        n = nginx.port
+    );
+    let gateway = Gateway::start_with(&config, |dir| {
+        std::fs::write(dir.join("hostile.wasm"), wat::parse_str(HOSTILE).unwrap()).unwrap();
+    });
+    let mut bad = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    bad.write_all(b"X marks the spot\r\n").unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "closed");
+    // A new connection through the same filter gets a fresh instance.
+    let mut fine = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fine.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_statuses(&mut fine, 1), [200]);
+    // Other listeners never noticed.
+    let mut other = TcpStream::connect(("127.0.0.1", good)).unwrap();
+    other.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_statuses(&mut other, 1), [200]);
+    let flows = gateway.flows();
+    let error = flows.iter().find(|f| f["verdict"] == "ERROR").expect("an ERROR flow");
+    assert!(error["drop_reason_desc"].as_str().unwrap().contains("unreachable"), "{error}");
+}

@@ -14,13 +14,21 @@ help:
 	@echo "make bench         run the benchmarks (not part of the tests)"
 	@echo "make build         build the porin binary (target/release/porin)"
 
+# Real components the tests run against.
+APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools
+
 # Installs what a fresh machine lacks: the pinned toolchain with its
-# components and targets (from rust-toolchain.toml).
+# components and targets (from rust-toolchain.toml), and the test servers.
 setup:
 	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs"; exit 1; }
 	rustup toolchain install
 	rustup component add rustfmt clippy
 	rustup target add wasm32-unknown-unknown
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "WARNING: missing packages:$$missing (run as root to install them; tests that need them will skip)"; fi; \
+	fi
 
 build: setup
 	$(CARGO) build --release -p porin

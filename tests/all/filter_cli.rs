@@ -10,13 +10,13 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// Builds `sdk/examples/line_filter.rs` as the example's header says (in a
-/// separate target dir, so the outer cargo's lock is not contended).
-fn build_example() -> PathBuf {
+/// Builds an SDK example as its header says (in a separate target dir, so
+/// the outer cargo's lock is not contended).
+fn build_example(name: &str) -> PathBuf {
     let target = workspace().join("target/example-filters");
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace())
-        .args(["build", "-p", "porin-sdk", "--example", "line_filter", "--profile", "wasm"])
+        .args(["build", "-p", "porin-sdk", "--example", name, "--profile", "wasm"])
         .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
         .arg(&target)
         .env_remove("RUSTFLAGS")
@@ -24,7 +24,7 @@ fn build_example() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success());
-    target.join("wasm32-unknown-unknown/wasm/examples/line_filter.wasm")
+    target.join(format!("wasm32-unknown-unknown/wasm/examples/{name}.wasm"))
 }
 
 fn temp(name: &str, contents: &[u8]) -> PathBuf {
@@ -35,7 +35,7 @@ fn temp(name: &str, contents: &[u8]) -> PathBuf {
 
 #[test]
 fn the_sdk_example_builds_and_runs_in_the_real_runtime() {
-    let module = build_example();
+    let module = build_example("line_filter");
     let rules = temp("rules.yaml", b"l7proto: lines\nl7:\n  - command: get\n");
     let input = temp("input.txt", b"GET a\r\nset b 1\r\nget c\r\n");
     let args = |output: &str| {
@@ -91,4 +91,85 @@ fn bad_rules_and_unknown_filters_are_clear_errors() {
     let missing = porin(["filter", "test", "--filter", "gopher", "--rules", rules.to_str().unwrap()]);
     assert!(missing.stderr.contains("no built-in filter `gopher`"), "{}", missing.stderr);
     std::fs::remove_file(rules).unwrap();
+}
+
+/// `porin filter test -o json` over a captured session; returns the JSON lines.
+fn replay(
+    filter: &str,
+    rules: &str,
+    client: &std::path::Path,
+    server: Option<&std::path::Path>,
+) -> Vec<serde_json::Value> {
+    let rules_file =
+        temp(&format!("{}-rules.yaml", client.file_stem().unwrap().to_string_lossy()), rules.as_bytes());
+    let mut args =
+        vec!["filter".to_string(), "test".into(), "--filter".into(), filter.into(), "--rules".into()];
+    args.extend([
+        rules_file.display().to_string(),
+        "--input".into(),
+        client.display().to_string(),
+        "-o".into(),
+        "json".into(),
+    ]);
+    if let Some(server) = server {
+        args.extend(["--reply-input".into(), server.display().to_string()]);
+    }
+    let run = porin(args);
+    std::fs::remove_file(rules_file).unwrap();
+    assert!(run.success, "{}", run.stderr);
+    run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn records(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|l| l.get("verdict").is_some() && l.get("type").is_some()).collect()
+}
+
+#[test]
+fn kafka_captures_from_real_clients_replay_through_the_builtin_filter() {
+    for session in ["confluent-produce-1", "kpython-consume-1", "confluent-admin-1"] {
+        let client = porin_tests::fixture(&format!("kafka/{session}.client.bin"));
+        let server = porin_tests::fixture(&format!("kafka/{session}.server.bin"));
+        let lines = replay("kafka", "kafka: [{}]\n", &client, Some(&server));
+        let summary = &lines.last().unwrap()["summary"]["result"];
+        assert_eq!(summary["to_destination_bytes"], std::fs::metadata(&client).unwrap().len(), "{session}");
+        assert_eq!(summary["to_source_bytes"], std::fs::metadata(&server).unwrap().len(), "{session}");
+        let records = records(&lines);
+        assert!(!records.is_empty() && records.iter().all(|r| r["verdict"] == "FORWARDED"), "{session}");
+    }
+    // Produce to a topic the rules do not name is denied.
+    let client = porin_tests::fixture("kafka/confluent-produce-1.client.bin");
+    let lines = replay(
+        "kafka",
+        "kafka: [{role: produce, topic: orders}, {apiKey: gettelemetrysubscriptions}]\n",
+        &client,
+        None,
+    );
+    let denied: Vec<_> = records(&lines).into_iter().filter(|r| r["verdict"] == "DROPPED").collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["kafka.topic"], "payments");
+    assert_eq!(denied[0]["kafka.api_key"], "produce");
+}
+
+#[test]
+fn the_redis_example_enforces_its_rules_on_real_redis_cli_bytes() {
+    let module = build_example("redis_filter");
+    let module = module.display().to_string();
+    let session = |name: &str| {
+        (
+            porin_tests::fixture(&format!("redis/{name}.client.bin")),
+            porin_tests::fixture(&format!("redis/{name}.server.bin")),
+        )
+    };
+    let (client, server) = session("pipe");
+    let lines = replay(&module, "l7proto: redis\nl7: [{}]\n", &client, Some(&server));
+    let summary = &lines.last().unwrap()["summary"]["result"];
+    assert_eq!(summary["to_destination_bytes"], std::fs::metadata(&client).unwrap().len());
+    assert_eq!(summary["to_source_bytes"], std::fs::metadata(&server).unwrap().len());
+    let (client, _) = session("get_secret");
+    let lines = replay(&module, "l7proto: redis\nl7: [{command: GET, key: \"public:*\"}]\n", &client, None);
+    let denied = records(&lines).into_iter().find(|r| r["verdict"] == "DROPPED").expect("GET secret denied");
+    assert_eq!(denied["redis.command"], "GET");
+    let injected: Vec<_> = lines.iter().filter(|l| l["op"] == "INJECT").collect();
+    assert!(injected[0]["data"].as_str().unwrap().starts_with("-NOPERM"), "{injected:?}");
+    assert_eq!(lines.last().unwrap()["summary"]["result"]["to_destination_bytes"], 0);
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The filters built in, by directory under `filters/` (crate `porin-filter-NAME`).
-const BUILTIN_FILTERS: &[&str] = &["http", "kafka"];
+const BUILTIN_FILTERS: &[&str] = &["dns", "http", "kafka"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

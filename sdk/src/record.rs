@@ -96,6 +96,12 @@ impl Record {
 /// never reach here (callers pass `&str`).
 fn escape(out: &mut String, value: &str) {
     out.push('"');
+    // Most values need no escaping: copy them whole.
+    if !value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),

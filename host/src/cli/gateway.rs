@@ -63,7 +63,11 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
     let mut listeners = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         if registry.module(&listener.filter).is_none() {
-            bail!("listener {}: no filter named `{}` is loaded", listener.display_name(index), listener.filter);
+            bail!(
+                "listener {}: no filter named `{}` is loaded",
+                listener.display_name(index),
+                listener.filter
+            );
         }
         let route = Route {
             upstream: listener.upstream_addr(index)?,

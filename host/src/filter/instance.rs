@@ -447,7 +447,13 @@ impl FilterInstance {
         self.data_with_flags(false, id, flags, &[])
     }
 
-    fn data_with_flags(&mut self, datagram: bool, id: u32, flags: i32, data: &[u8]) -> Result<CallOutput, CallError> {
+    fn data_with_flags(
+        &mut self,
+        datagram: bool,
+        id: u32,
+        flags: i32,
+        data: &[u8],
+    ) -> Result<CallOutput, CallError> {
         let call = self.kind(datagram)?.data.clone();
         let code = self.call(|this| {
             let len = this.write_input(data)?;

@@ -120,7 +120,9 @@ pub fn addressing(tcp: bool, source: SocketAddr, destination: SocketAddr) -> (Ip
 /// A random-looking, unique UUID (v4 layout) without a random source.
 pub fn new_uuid() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            as u64;
     let mut x = seed ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut next = || {
         x ^= x << 13;
@@ -191,17 +193,29 @@ pub fn summarize(l7: &Value) -> String {
     }
     if let Some(dns) = l7.get("dns") {
         let query = text(&dns["query"]);
-        let qtypes: Vec<String> = dns["qtypes"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+        let qtypes: Vec<String> =
+            dns["qtypes"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
         return match kind {
             "RESPONSE" => {
-                let ips: Vec<String> = dns["ips"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
-                format!("DNS Answer \"{}\" TTL: {} (Query {query} {})", ips.join(","), text(&dns["ttl"]), qtypes.join(","))
+                let ips: Vec<String> =
+                    dns["ips"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+                format!(
+                    "DNS Answer \"{}\" TTL: {} (Query {query} {})",
+                    ips.join(","),
+                    text(&dns["ttl"]),
+                    qtypes.join(",")
+                )
             }
             _ => format!("DNS Query {query} {}", qtypes.join(",")),
         };
     }
     if let Some(kafka) = l7.get("kafka") {
-        return format!("Kafka {} {} topic {}", kind.to_lowercase(), text(&kafka["api_key"]), text(&kafka["topic"]));
+        return format!(
+            "Kafka {} {} topic {}",
+            kind.to_lowercase(),
+            text(&kafka["api_key"]),
+            text(&kafka["topic"])
+        );
     }
     match l7.get("error").and_then(Value::as_str) {
         Some(error) => format!("{kind} error: {error}"),
@@ -221,7 +235,9 @@ mod tests {
         assert_eq!(parsed.l7["http"]["method"], "GET");
         assert_eq!(parsed.l7["type"], "REQUEST");
         assert_eq!(summarize(&parsed.l7), "HTTP/1.1 GET http://api/");
-        let dns = parse_record(br#"{"type":"REQUEST","verdict":"DROPPED","dns.query":"google.com.","dns.qtypes":["A"]}"#);
+        let dns = parse_record(
+            br#"{"type":"REQUEST","verdict":"DROPPED","dns.query":"google.com.","dns.qtypes":["A"]}"#,
+        );
         assert_eq!(summarize(&dns.unwrap().l7), "DNS Query google.com. A");
         assert!(parse_record(b"not json").is_none());
     }

@@ -44,6 +44,9 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::new(951_782_400 + 3_723, 5);
         assert_eq!(rfc3339(leap), "2000-02-29T01:02:03.000000005Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_796_000_000)), "2026-11-30T00:53:20.000000000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_796_000_000)),
+            "2026-11-30T00:53:20.000000000Z"
+        );
     }
 }

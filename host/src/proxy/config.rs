@@ -111,14 +111,18 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
 
 impl GatewayConfig {
     pub fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
-        let config: GatewayConfig = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
-            .map_err(|err| error(err.path().to_string(), err.into_inner().to_string()))?;
+        let config: GatewayConfig =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|err| error(err.path().to_string(), err.into_inner().to_string()))?;
         if config.listeners.is_empty() {
             return Err(error("listeners", "at least one listener is needed"));
         }
         for (i, listener) in config.listeners.iter().enumerate() {
             if !listener.rules.is_object() && !listener.rules.is_null() {
-                return Err(error(format!("listeners[{i}].rules"), "expected a rules object, e.g. `http: [...]`"));
+                return Err(error(
+                    format!("listeners[{i}].rules"),
+                    "expected a rules object, e.g. `http: [...]`",
+                ));
             }
         }
         Ok(config)
@@ -137,8 +141,9 @@ impl GatewayConfig {
             ("udp_flow_timeout", &l.udp_flow_timeout, &mut limits.udp_flow_timeout),
         ] {
             if let Some(text) = text {
-                *target = parse_duration(text)
-                    .ok_or_else(|| error(format!("limits.{name}"), format!("invalid duration `{text}`; e.g. 250ms, 5s, 2m")))?;
+                *target = parse_duration(text).ok_or_else(|| {
+                    error(format!("limits.{name}"), format!("invalid duration `{text}`; e.g. 250ms, 5s, 2m"))
+                })?;
             }
         }
         Ok(limits)
@@ -152,9 +157,9 @@ impl ListenerConfig {
     }
 
     pub fn listen_addr(&self, index: usize) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| error(format!("listeners[{index}].listen"), format!("`{}` is not an address:port", self.listen)))
+        self.listen.parse().map_err(|_| {
+            error(format!("listeners[{index}].listen"), format!("`{}` is not an address:port", self.listen))
+        })
     }
 
     /// Resolves `upstream` (an address or host name, with port).

@@ -122,8 +122,10 @@ impl Proxy {
         limits: Limits,
         flows: FlowSender,
     ) -> std::io::Result<Proxy> {
-        let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "porin".into(), |h| h.trim().to_string());
-        let shared = Arc::new(Shared { registry, limits, flows, node_name, connections: AtomicUsize::new(0) });
+        let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "porin".into(), |h| h.trim().to_string());
+        let shared =
+            Arc::new(Shared { registry, limits, flows, node_name, connections: AtomicUsize::new(0) });
         // Bind the first worker's sockets here, so errors surface now and port 0 resolves.
         let first = worker::bind_all(&listeners, None)?;
         let bound: Vec<SocketAddr> = first.iter().map(|s| s.local_addr()).collect::<std::io::Result<_>>()?;

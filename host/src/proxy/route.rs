@@ -125,7 +125,8 @@ impl Resolver for PolicyResolver {
         let (filter, rule_set, direction) = redirect(source.ip(), Direction::Egress, dst.identity)
             .map(|(f, r)| (f, r, TrafficDirection::Egress))
             .or_else(|| {
-                redirect(destination.ip(), Direction::Ingress, src.identity).map(|(f, r)| (f, r, TrafficDirection::Ingress))
+                redirect(destination.ip(), Direction::Ingress, src.identity)
+                    .map(|(f, r)| (f, r, TrafficDirection::Ingress))
             })?;
         Some(Route {
             upstream: destination,

@@ -5,7 +5,9 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrStorage, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
@@ -78,8 +80,9 @@ pub(super) fn recv_with_destination(
 ) -> io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
     let mut iov = [io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!(nix::libc::sockaddr_in);
-    let message = recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
-        .map_err(io::Error::from)?;
+    let message =
+        recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
+            .map_err(io::Error::from)?;
     let source = message
         .address
         .and_then(|a| a.as_sockaddr_in().map(|v4| SocketAddr::V4(SocketAddrV4::from(*v4))))
@@ -92,4 +95,3 @@ pub(super) fn recv_with_destination(
     }
     Ok((message.bytes, source, destination))
 }
-

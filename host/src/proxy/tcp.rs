@@ -34,7 +34,11 @@ struct Outputs {
 
 impl Sink for Outputs {
     fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source { self.to_client.extend_from_slice(data) } else { self.to_upstream.extend_from_slice(data) }
+        if to_source {
+            self.to_client.extend_from_slice(data)
+        } else {
+            self.to_upstream.extend_from_slice(data)
+        }
     }
 }
 
@@ -79,7 +83,8 @@ pub(super) async fn serve(client: TcpStream, listener: Rc<Listener>, ctx: Rc<Wor
             upstream_failed(client, &mut session, &reporter, reason, limits.header_timeout).await;
         }
         Err(_) => {
-            let reason = format!("upstream {} did not answer within {:?}", route.upstream, limits.connect_timeout);
+            let reason =
+                format!("upstream {} did not answer within {:?}", route.upstream, limits.connect_timeout);
             upstream_failed(client, &mut session, &reporter, reason, limits.header_timeout).await;
         }
     }
@@ -167,9 +172,12 @@ impl Pump<'_> {
             let idle_at = self.activity.get() + self.idle;
             let header_at = waiting_since.map(|since| since + self.header);
             let wake = header_at.map_or(idle_at, |h| h.min(idle_at));
-            let n = match tokio::time::timeout(wake.saturating_duration_since(now), read.read(&mut buf)).await {
+            let n = match tokio::time::timeout(wake.saturating_duration_since(now), read.read(&mut buf)).await
+            {
                 Ok(Ok(n)) => n,
-                Ok(Err(err)) => return Err(format!("{} read failed: {err}", if reply { "upstream" } else { "client" })),
+                Ok(Err(err)) => {
+                    return Err(format!("{} read failed: {err}", if reply { "upstream" } else { "client" }));
+                }
                 Err(_) if header_at.is_some_and(|h| Instant::now() >= h) => {
                     return Err(format!("request incomplete after {:?} (header timeout)", self.header));
                 }
@@ -187,10 +195,16 @@ impl Pump<'_> {
             };
             self.reporter.records(records);
             if !out.to_client.is_empty() {
-                self.to_client.send(Write::Data(out.to_client)).await.map_err(|_| "client gone".to_string())?;
+                self.to_client
+                    .send(Write::Data(out.to_client))
+                    .await
+                    .map_err(|_| "client gone".to_string())?;
             }
             if !out.to_upstream.is_empty() {
-                self.to_upstream.send(Write::Data(out.to_upstream)).await.map_err(|_| "upstream gone".to_string())?;
+                self.to_upstream
+                    .send(Write::Data(out.to_upstream))
+                    .await
+                    .map_err(|_| "upstream gone".to_string())?;
             }
             result.map_err(|err| err.to_string())?;
             if !reply {

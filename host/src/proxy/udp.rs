@@ -106,7 +106,13 @@ async fn open(
     } else {
         listener_socket.clone()
     };
-    let flow = Rc::new(UdpFlow { session: RefCell::new(session), upstream, reply, reporter, last: Cell::new(Instant::now()) });
+    let flow = Rc::new(UdpFlow {
+        session: RefCell::new(session),
+        upstream,
+        reply,
+        reporter,
+        last: Cell::new(Instant::now()),
+    });
     flows.borrow_mut().insert((source, destination), flow.clone());
     let (task_flow, task_flows, idle) = (flow.clone(), flows.clone(), ctx.shared.limits.udp_flow_timeout);
     tokio::task::spawn_local(async move {

@@ -46,7 +46,9 @@ pub(super) fn bind_all(listeners: &[Listener], bound: Option<&[SocketAddr]>) -> 
         .enumerate()
         .map(|(i, listener)| {
             let addr = bound.map_or(listener.listen, |b| b[i]);
-            let with_context = |err: io::Error| io::Error::new(err.kind(), format!("listener `{}` on {addr}: {err}", listener.name));
+            let with_context = |err: io::Error| {
+                io::Error::new(err.kind(), format!("listener `{}` on {addr}: {err}", listener.name))
+            };
             match listener.transport {
                 Transport::Tcp => socket::tcp_listener(addr, listener.transparent).map(BoundSocket::Tcp),
                 Transport::Udp => socket::udp_listener(addr, listener.transparent).map(BoundSocket::Udp),
@@ -57,7 +59,12 @@ pub(super) fn bind_all(listeners: &[Listener], bound: Option<&[SocketAddr]>) -> 
 }
 
 /// Runs a worker until shutdown, then drains.
-pub(super) fn run(shared: Arc<Shared>, listeners: Vec<Listener>, sockets: Vec<BoundSocket>, shutdown: watch::Receiver<bool>) {
+pub(super) fn run(
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+    sockets: Vec<BoundSocket>,
+    shutdown: watch::Receiver<bool>,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
     let local = LocalSet::new();
     let ctx = Rc::new(WorkerContext {
@@ -217,7 +224,14 @@ impl FlowReporter {
         }
     }
 
-    fn event(ctx: &WorkerContext, source: SocketAddr, destination: SocketAddr, tcp: bool, verdict: Verdict, reason: &str) {
+    fn event(
+        ctx: &WorkerContext,
+        source: SocketAddr,
+        destination: SocketAddr,
+        tcp: bool,
+        verdict: Verdict,
+        reason: &str,
+    ) {
         let (ip, l4) = flow::addressing(tcp, source, destination);
         let flow = Flow {
             time: flow::rfc3339_now(),

@@ -250,7 +250,8 @@ fn oversized_response_head_closes() {
 #[test]
 fn an_unreachable_upstream_answers_forwarded_requests_with_503() {
     let mut tester = StreamTester::<HttpFilter>::new(r#"{"http":[{"method":"GET"}]}"#).unwrap();
-    tester.send(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\ncontent-length: 0\r\n\r\n");
+    tester
+        .send(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\ncontent-length: 0\r\n\r\n");
     tester.upstream_failed();
     let downstream = String::from_utf8_lossy(tester.downstream());
     let first = downstream.find("503 Service Unavailable").expect("503 for the forwarded GET");

@@ -181,3 +181,49 @@ fn a_hostile_filter_closes_its_connection_and_the_proxy_carries_on() {
     let error = flows.iter().find(|f| f["verdict"] == "ERROR").expect("an ERROR flow");
     assert!(error["drop_reason_desc"].as_str().unwrap().contains("unreachable"), "{error}");
 }
+
+/// Runs dig against 127.0.0.1:`port`; returns its full output.
+fn dig(port: u16, args: &[&str]) -> String {
+    let output = std::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=5", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn dns_over_udp_and_tcp_through_the_proxy_to_a_real_dnsmasq() {
+    if !have("dnsmasq") && !have("/usr/sbin/dnsmasq") || !have("dig") {
+        return;
+    }
+    let dns_port = free_port();
+    let dnsmasq = if std::path::Path::new("/usr/sbin/dnsmasq").exists() { "/usr/sbin/dnsmasq" } else { "dnsmasq" };
+    let _dnsmasq = porin_tests::Process(
+        std::process::Command::new(dnsmasq)
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces"])
+            .arg(format!("--port={dns_port}"))
+            .args(["--address=/example.test/192.0.2.1", "--address=/blocked.test/192.0.2.66", "--user=root"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts"),
+    );
+    porin_tests::wait_for_port(dns_port);
+    let (udp, tcp) = (free_port(), free_port());
+    let rules = "{dns: [{matchName: example.test}, {matchPattern: \"*.example.test\"}]}";
+    let gateway = Gateway::start(&format!(
+        "listeners:\n  - listen: 127.0.0.1:{udp}\n    upstream: 127.0.0.1:{dns_port}\n    protocol: udp\n    filter: dns\n    rules: {rules}\n  - listen: 127.0.0.1:{tcp}\n    upstream: 127.0.0.1:{dns_port}\n    filter: dns\n    rules: {rules}\n"
+    ));
+    assert_eq!(dig(udp, &["+short", "www.example.test"]).trim(), "192.0.2.1");
+    let refused = dig(udp, &["blocked.test"]);
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    assert_eq!(dig(tcp, &["+tcp", "+short", "api.example.test"]).trim(), "192.0.2.1");
+    let refused = dig(tcp, &["+tcp", "blocked.test"]);
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    let flows = gateway.flows();
+    let denied = flows.iter().find(|f| f["verdict"] == "DROPPED").expect("a DROPPED flow");
+    assert_eq!(denied["l7"]["dns"]["query"], "blocked.test.");
+    assert!(denied["Summary"].as_str().unwrap().starts_with("DNS Query blocked.test."), "{denied}");
+    let answer = flows.iter().find(|f| f["is_reply"] == true && f["l7"]["dns"]["ips"].is_array()).expect("an answer flow");
+    assert_eq!(answer["l7"]["dns"]["ips"], serde_json::json!(["192.0.2.1"]));
+}

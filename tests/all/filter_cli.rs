@@ -100,6 +100,16 @@ fn replay(
     client: &std::path::Path,
     server: Option<&std::path::Path>,
 ) -> Vec<serde_json::Value> {
+    replay_with(filter, rules, client, server, &[])
+}
+
+fn replay_with(
+    filter: &str,
+    rules: &str,
+    client: &std::path::Path,
+    server: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
     let rules_file =
         temp(&format!("{}-rules.yaml", client.file_stem().unwrap().to_string_lossy()), rules.as_bytes());
     let mut args =
@@ -114,6 +124,7 @@ fn replay(
     if let Some(server) = server {
         args.extend(["--reply-input".into(), server.display().to_string()]);
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let run = porin(args);
     std::fs::remove_file(rules_file).unwrap();
     assert!(run.success, "{}", run.stderr);
@@ -172,4 +183,47 @@ fn the_redis_example_enforces_its_rules_on_real_redis_cli_bytes() {
     let injected: Vec<_> = lines.iter().filter(|l| l["op"] == "INJECT").collect();
     assert!(injected[0]["data"].as_str().unwrap().starts_with("-NOPERM"), "{injected:?}");
     assert_eq!(lines.last().unwrap()["summary"]["result"]["to_destination_bytes"], 0);
+}
+
+#[test]
+fn dns_datagrams_from_dig_replay_through_the_builtin_filter() {
+    // UDP input files hold datagrams, each prefixed by a 2-byte length.
+    let framed = |names: &[&str], kind: &str| {
+        let mut out = Vec::new();
+        for name in names {
+            let datagram =
+                std::fs::read(porin_tests::fixture(&format!("dns/udp-{name}.{kind}.bin"))).unwrap();
+            out.extend_from_slice(&(datagram.len() as u16).to_be_bytes());
+            out.extend_from_slice(&datagram);
+        }
+        out
+    };
+    let queries = temp("dns-queries.bin", &framed(&["a-example", "a-sub-example"], "query"));
+    let answers = temp("dns-answers.bin", &framed(&["a-example"], "response"));
+    let lines = replay_with(
+        "dns",
+        "dns: [{matchName: example.test}]\n",
+        &queries,
+        Some(&answers),
+        &["--transport", "udp"],
+    );
+    let verdicts: Vec<_> = lines
+        .iter()
+        .filter_map(|l| l.get("datagram_bytes").map(|_| l["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(verdicts, ["PASS", "REPLY", "PASS"], "{lines:?}");
+    let summary = &lines.last().unwrap()["summary"]["result"];
+    assert_eq!((summary["passed"].as_u64(), summary["replied"].as_u64()), (Some(2), Some(1)));
+    let records = records(&lines);
+    assert!(
+        records.iter().any(|r| r["verdict"] == "DROPPED" && r["dns.query"] == "api.example.test."),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().any(|r| r["type"] == "RESPONSE" && r["dns.ips"] == serde_json::json!(["192.0.2.1"])),
+        "{records:?}"
+    );
+    for path in [queries, answers] {
+        std::fs::remove_file(path).unwrap();
+    }
 }

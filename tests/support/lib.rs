@@ -7,7 +7,9 @@ use porin::cli::Cli;
 
 /// A fixture file or directory under `tests/fixtures`.
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path)
 }
 
 /// The result of one `porin` command run in-process.
@@ -41,7 +43,11 @@ where
             false
         }
     };
-    Run { success, stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
+    Run {
+        success,
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
 }
 
 /// True when tests may start servers and must not skip: in CI, or as root.
@@ -52,7 +58,11 @@ pub fn must_run() -> bool {
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -64,7 +74,10 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
         || std::path::Path::new(program).is_file();
     if !found {
-        assert!(!must_run(), "{program} is not installed; `make test` installs it");
+        assert!(
+            !must_run(),
+            "{program} is not installed; `make test` installs it"
+        );
         eprintln!("SKIPPED: {program} is not installed (run `make test` to install it)");
     }
     found
@@ -72,7 +85,11 @@ pub fn have(program: &str) -> bool {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until something listens on `port`.
@@ -152,7 +169,11 @@ impl Nginx {
             log = dir.path("logs/error.log").display(),
         );
         std::fs::write(dir.path("nginx.conf"), config).unwrap();
-        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
         let child = std::process::Command::new(nginx)
             .arg("-c")
             .arg(dir.path("nginx.conf"))
@@ -163,14 +184,21 @@ impl Nginx {
             .expect("nginx starts");
         let process = Process(child);
         wait_for_port(port);
-        Some(Nginx { port, _process: process, _dir: dir })
+        Some(Nginx {
+            port,
+            _process: process,
+            _dir: dir,
+        })
     }
 }
 
 /// The `porin` binary built next to the test binary.
 pub fn porin_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
     dir.join("porin")
 }
 
@@ -207,7 +235,10 @@ impl Gateway {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         for (pipe, sink) in [
-            (Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, stderr.clone()),
+            (
+                Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                stderr.clone(),
+            ),
             (Box::new(child.stdout.take().unwrap()), stdout.clone()),
         ] {
             std::thread::spawn(move || {
@@ -218,7 +249,13 @@ impl Gateway {
                 }
             });
         }
-        let gateway = Gateway { config: path, child: Some(child), stderr, stdout, _dir: dir };
+        let gateway = Gateway {
+            config: path,
+            child: Some(child),
+            stderr,
+            stdout,
+            _dir: dir,
+        };
         gateway.wait_for_stderr("listening on", 1);
         gateway
     }
@@ -231,7 +268,10 @@ impl Gateway {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("gateway never printed {needle:?}:\n{}", self.stderr.lock().unwrap());
+        panic!(
+            "gateway never printed {needle:?}:\n{}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     pub fn stderr(&self) -> String {
@@ -241,7 +281,12 @@ impl Gateway {
     /// The flows printed so far.
     pub fn flows(&self) -> Vec<serde_json::Value> {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        self.stdout.lock().unwrap().lines().map(|l| serde_json::from_str(l).expect("flows are JSON lines")).collect()
+        self.stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("flows are JSON lines"))
+            .collect()
     }
 
     /// Sends a signal to the gateway process.
@@ -253,7 +298,10 @@ impl Gateway {
 }
 
 fn send_signal(pid: u32, signal: &str) {
-    std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().ok();
+    std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .ok();
 }
 
 impl Drop for Gateway {

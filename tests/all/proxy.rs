@@ -16,9 +16,7 @@ fn gateway_for(nginx: &Nginx, port: u16, rules: &str, extra: &str) -> Gateway {
 
 /// Reads HTTP responses from `stream` until `count` status lines arrived.
 fn read_statuses(stream: &mut TcpStream, count: usize) -> Vec<u16> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while seen.len() < count {
@@ -34,11 +32,7 @@ fn read_statuses(stream: &mut TcpStream, count: usize) -> Vec<u16> {
     }
     String::from_utf8_lossy(&seen)
         .match_indices("HTTP/1.1 ")
-        .map(|(i, _)| {
-            String::from_utf8_lossy(&seen[i + 9..i + 12])
-                .parse()
-                .unwrap()
-        })
+        .map(|(i, _)| String::from_utf8_lossy(&seen[i + 9..i + 12]).parse().unwrap())
         .collect()
 }
 
@@ -51,38 +45,17 @@ fn allowed_requests_reach_nginx_and_denied_ones_get_403_from_porin() {
     let port = free_port();
     let gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
     let url = format!("http://127.0.0.1:{port}");
-    assert_eq!(
-        curl(&[&format!("{url}/")]),
-        (200, "hello from nginx\n".into())
-    );
-    assert_eq!(
-        curl(&["-X", "POST", &format!("{url}/admin")]),
-        (403, "Access denied\r\n".into())
-    );
+    assert_eq!(curl(&[&format!("{url}/")]), (200, "hello from nginx\n".into()));
+    assert_eq!(curl(&["-X", "POST", &format!("{url}/admin")]), (403, "Access denied\r\n".into()));
     let flows = gateway.flows();
     let l7: Vec<(&str, &str)> = flows
         .iter()
         .filter(|f| f["Type"] == "L7")
-        .map(|f| {
-            (
-                f["verdict"].as_str().unwrap(),
-                f["Summary"].as_str().unwrap(),
-            )
-        })
+        .map(|f| (f["verdict"].as_str().unwrap(), f["Summary"].as_str().unwrap()))
         .collect();
-    assert!(
-        l7.contains(&("FORWARDED", &format!("HTTP/1.1 GET {url}/")[..])),
-        "{l7:?}"
-    );
-    assert!(
-        l7.iter()
-            .any(|(v, s)| *v == "FORWARDED" && s.starts_with("HTTP/1.1 200")),
-        "{l7:?}"
-    );
-    let denied = flows
-        .iter()
-        .find(|f| f["verdict"] == "DROPPED")
-        .expect("a DROPPED flow");
+    assert!(l7.contains(&("FORWARDED", &format!("HTTP/1.1 GET {url}/")[..])), "{l7:?}");
+    assert!(l7.iter().any(|(v, s)| *v == "FORWARDED" && s.starts_with("HTTP/1.1 200")), "{l7:?}");
+    let denied = flows.iter().find(|f| f["verdict"] == "DROPPED").expect("a DROPPED flow");
     assert_eq!(denied["drop_reason_desc"], "POLICY_DENIED");
     assert_eq!(denied["l7"]["http"]["method"], "POST");
     assert_eq!(denied["proxy"]["filter"], "http");
@@ -98,15 +71,7 @@ fn keep_alive_and_pipelined_requests_are_each_enforced_in_order() {
     let _gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
     // curl reuses one connection for both URLs.
     let output = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}:%{num_connects} ",
-        ])
+        .args(["-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code}:%{num_connects} "])
         .arg(format!("http://127.0.0.1:{port}/a"))
         .arg(format!("http://127.0.0.1:{port}/b"))
         .output()
@@ -128,30 +93,20 @@ fn a_rule_change_applies_to_the_next_request_on_an_open_connection() {
     let port = free_port();
     let gateway = gateway_for(&nginx, port, "{http: [{method: GET}]}", "");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
+    stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(read_statuses(&mut stream, 1), [200]);
-    let config = std::fs::read_to_string(&gateway.config)
-        .unwrap()
-        .replace("method: GET", "method: POST");
+    let config = std::fs::read_to_string(&gateway.config).unwrap().replace("method: GET", "method: POST");
     std::fs::write(&gateway.config, config).unwrap();
     gateway.signal("HUP");
     gateway.wait_for_stderr("rules reloaded", 1);
-    stream
-        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
+    stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(read_statuses(&mut stream, 1), [403]);
     // A bad reload keeps the rules in force.
-    let broken = std::fs::read_to_string(&gateway.config)
-        .unwrap()
-        .replace("method: POST", "path: \"/a(\"");
+    let broken = std::fs::read_to_string(&gateway.config).unwrap().replace("method: POST", "path: \"/a(\"");
     std::fs::write(&gateway.config, broken).unwrap();
     gateway.signal("HUP");
     gateway.wait_for_stderr("previous rules stay", 1);
-    stream
-        .write_all(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n")
-        .unwrap();
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n").unwrap();
     assert_eq!(read_statuses(&mut stream, 1), [200]);
 }
 
@@ -164,22 +119,10 @@ fn an_unreachable_upstream_gets_503_and_an_error_flow() {
     let gateway = Gateway::start(&format!(
         "listeners:\n  - listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{dead}\n    filter: http\n    rules: {{http: [{{}}]}}\n"
     ));
-    assert_eq!(
-        curl(&[&format!("http://127.0.0.1:{port}/")]),
-        (503, "no healthy upstream".into())
-    );
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]), (503, "no healthy upstream".into()));
     let flows = gateway.flows();
-    let error = flows
-        .iter()
-        .find(|f| f["verdict"] == "ERROR")
-        .expect("an ERROR flow");
-    assert!(
-        error["drop_reason_desc"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{error}"
-    );
+    let error = flows.iter().find(|f| f["verdict"] == "ERROR").expect("an ERROR flow");
+    assert!(error["drop_reason_desc"].as_str().unwrap().contains("unreachable"), "{error}");
 }
 
 #[test]
@@ -188,12 +131,8 @@ fn an_incomplete_request_is_cut_off_by_the_header_timeout() {
     let port = free_port();
     let _gateway = gateway_for(&nginx, port, "{http: [{}]}", "");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n")
-        .unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut buf = [0u8; 64];
     // Closed by porin (0 bytes), not by the read timeout.
     assert_eq!(stream.read(&mut buf).unwrap(), 0);
@@ -232,27 +171,15 @@ fn a_hostile_filter_closes_its_connection_and_the_proxy_carries_on() {
     assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "closed");
     // A new connection through the same filter gets a fresh instance.
     let mut fine = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    fine.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
+    fine.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(read_statuses(&mut fine, 1), [200]);
     // Other listeners never noticed.
     let mut other = TcpStream::connect(("127.0.0.1", good)).unwrap();
-    other
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
+    other.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(read_statuses(&mut other, 1), [200]);
     let flows = gateway.flows();
-    let error = flows
-        .iter()
-        .find(|f| f["verdict"] == "ERROR")
-        .expect("an ERROR flow");
-    assert!(
-        error["drop_reason_desc"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{error}"
-    );
+    let error = flows.iter().find(|f| f["verdict"] == "ERROR").expect("an ERROR flow");
+    assert!(error["drop_reason_desc"].as_str().unwrap().contains("unreachable"), "{error}");
 }
 
 /// Runs dig against 127.0.0.1:`port`; returns its full output.
@@ -271,11 +198,8 @@ fn dns_over_udp_and_tcp_through_the_proxy_to_a_real_dnsmasq() {
         return;
     }
     let dns_port = free_port();
-    let dnsmasq = if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
-        "/usr/sbin/dnsmasq"
-    } else {
-        "dnsmasq"
-    };
+    let dnsmasq =
+        if std::path::Path::new("/usr/sbin/dnsmasq").exists() { "/usr/sbin/dnsmasq" } else { "dnsmasq" };
     let _dnsmasq = porin_tests::Process(
         std::process::Command::new(dnsmasq)
             .args([
@@ -286,11 +210,7 @@ fn dns_over_udp_and_tcp_through_the_proxy_to_a_real_dnsmasq() {
                 "--bind-interfaces",
             ])
             .arg(format!("--port={dns_port}"))
-            .args([
-                "--address=/example.test/192.0.2.1",
-                "--address=/blocked.test/192.0.2.66",
-                "--user=root",
-            ])
+            .args(["--address=/example.test/192.0.2.1", "--address=/blocked.test/192.0.2.66", "--user=root"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("dnsmasq starts"),
@@ -301,31 +221,16 @@ fn dns_over_udp_and_tcp_through_the_proxy_to_a_real_dnsmasq() {
     let gateway = Gateway::start(&format!(
         "listeners:\n  - listen: 127.0.0.1:{udp}\n    upstream: 127.0.0.1:{dns_port}\n    protocol: udp\n    filter: dns\n    rules: {rules}\n  - listen: 127.0.0.1:{tcp}\n    upstream: 127.0.0.1:{dns_port}\n    filter: dns\n    rules: {rules}\n"
     ));
-    assert_eq!(
-        dig(udp, &["+short", "www.example.test"]).trim(),
-        "192.0.2.1"
-    );
+    assert_eq!(dig(udp, &["+short", "www.example.test"]).trim(), "192.0.2.1");
     let refused = dig(udp, &["blocked.test"]);
     assert!(refused.contains("status: REFUSED"), "{refused}");
-    assert_eq!(
-        dig(tcp, &["+tcp", "+short", "api.example.test"]).trim(),
-        "192.0.2.1"
-    );
+    assert_eq!(dig(tcp, &["+tcp", "+short", "api.example.test"]).trim(), "192.0.2.1");
     let refused = dig(tcp, &["+tcp", "blocked.test"]);
     assert!(refused.contains("status: REFUSED"), "{refused}");
     let flows = gateway.flows();
-    let denied = flows
-        .iter()
-        .find(|f| f["verdict"] == "DROPPED")
-        .expect("a DROPPED flow");
+    let denied = flows.iter().find(|f| f["verdict"] == "DROPPED").expect("a DROPPED flow");
     assert_eq!(denied["l7"]["dns"]["query"], "blocked.test.");
-    assert!(
-        denied["Summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("DNS Query blocked.test."),
-        "{denied}"
-    );
+    assert!(denied["Summary"].as_str().unwrap().starts_with("DNS Query blocked.test."), "{denied}");
     let answer = flows
         .iter()
         .find(|f| f["is_reply"] == true && f["l7"]["dns"]["ips"].is_array())

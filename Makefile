@@ -6,7 +6,7 @@ PORIN := target/release/porin
 SEED := tests/fixtures/seed
 LAB := tests/fixtures/lab
 
-.PHONY: help setup build demo test lint bench bench-policy bench-filters clean
+.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy clean
 
 help:
 	@echo "make demo          run the main job: the seed article's story, step by step"
@@ -68,12 +68,16 @@ lint: setup
 
 # Every check and test. `.ci/run` calls exactly this.
 test: lint
+	$(CARGO) build -p porin --bins  # the proxy tests run the real porin binary
 	$(CARGO) test --workspace
 
-bench: bench-policy bench-filters
+bench: bench-policy bench-filters bench-proxy
 
 bench-policy: setup
 	$(CARGO) bench -p porin --bench policy_compile
+
+bench-proxy: build
+	python3 tests/bench/proxy.py
 
 bench-filters: setup
 	$(CARGO) bench -p porin --bench filter_decision

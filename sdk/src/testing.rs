@@ -31,10 +31,13 @@ pub fn test_meta() -> ConnectionMeta {
     }
 }
 
+/// A [`Sink`] that keeps what a driver sends each way, for tests.
 #[derive(Debug, Default)]
-struct Wire {
-    upstream: Vec<u8>,
-    downstream: Vec<u8>,
+pub struct Wire {
+    /// Bytes sent towards the destination.
+    pub upstream: Vec<u8>,
+    /// Bytes sent back towards the source.
+    pub downstream: Vec<u8>,
 }
 
 impl Sink for Wire {

@@ -2,30 +2,8 @@
 //! Wasm with the documented command, then run it over captured bytes.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use porin_tests::porin;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Builds an SDK example as its header says (in a separate target dir, so
-/// the outer cargo's lock is not contended).
-fn build_example(name: &str) -> PathBuf {
-    let target = workspace().join("target/example-filters");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(workspace())
-        .args(["build", "-p", "porin-sdk", "--example", name, "--profile", "wasm"])
-        .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
-        .arg(&target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    target.join(format!("wasm32-unknown-unknown/wasm/examples/{name}.wasm"))
-}
+use porin_tests::{build_sdk_example, porin};
 
 fn temp(name: &str, contents: &[u8]) -> PathBuf {
     let path = std::env::temp_dir().join(format!("porin-filter-cli-{}-{name}", std::process::id()));
@@ -35,7 +13,7 @@ fn temp(name: &str, contents: &[u8]) -> PathBuf {
 
 #[test]
 fn the_sdk_example_builds_and_runs_in_the_real_runtime() {
-    let module = build_example("line_filter");
+    let module = build_sdk_example("line_filter");
     let rules = temp("rules.yaml", b"l7proto: lines\nl7:\n  - command: get\n");
     let input = temp("input.txt", b"GET a\r\nset b 1\r\nget c\r\n");
     let args = |output: &str| {
@@ -163,7 +141,7 @@ fn kafka_captures_from_real_clients_replay_through_the_builtin_filter() {
 
 #[test]
 fn the_redis_example_enforces_its_rules_on_real_redis_cli_bytes() {
-    let module = build_example("redis_filter");
+    let module = build_sdk_example("redis_filter");
     let module = module.display().to_string();
     let session = |name: &str| {
         (

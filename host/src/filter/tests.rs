@@ -5,26 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use porin_sdk::driver::{DriverError, Sink};
-use porin_sdk::testing::test_meta;
+use porin_sdk::driver::DriverError;
+use porin_sdk::testing::{Wire, test_meta};
 
 use super::*;
-
-#[derive(Default)]
-struct Wire {
-    upstream: Vec<u8>,
-    downstream: Vec<u8>,
-}
-
-impl Sink for Wire {
-    fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source {
-            self.downstream.extend_from_slice(data)
-        } else {
-            self.upstream.extend_from_slice(data)
-        }
-    }
-}
 
 const PASS_ALL: &str =
     "(call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0)) (i32.const 0)";

@@ -1,20 +1,5 @@
 use super::*;
-
-#[derive(Default)]
-struct Wire {
-    upstream: Vec<u8>,
-    downstream: Vec<u8>,
-}
-
-impl Sink for Wire {
-    fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source {
-            self.downstream.extend_from_slice(data)
-        } else {
-            self.upstream.extend_from_slice(data)
-        }
-    }
-}
+use crate::testing::Wire;
 
 /// A line protocol: each line is passed, lines starting with "x" are
 /// dropped and answered with "no\n", "body N\n" passes N more bytes unseen.

@@ -1,11 +1,15 @@
-//! Builds the built-in filters (crates under `filters/`) for
-//! `wasm32-unknown-unknown` and embeds them in the binary.
+//! Builds what the binary embeds: the built-in filters (crates under
+//! `filters/`) for `wasm32-unknown-unknown`, and the C datapath (`bpf/`)
+//! with clang for the BPF target.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The filters built in, by directory under `filters/` (crate `porin-filter-NAME`).
 const BUILTIN_FILTERS: &[&str] = &["dns", "http", "kafka"];
+
+/// The datapath programs, one entry file per attach point under `bpf/`.
+const BPF_PROGRAMS: &[&str] = &["from_pod", "to_pod"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -64,11 +68,40 @@ fn main() {
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtin.rs"), table).expect("writing builtin.rs");
 
-    for path in ["filters", "sdk/src", "sdk/Cargo.toml", "Cargo.lock"] {
+    build_bpf(&workspace.join("bpf"), &out_dir);
+
+    for path in ["filters", "sdk/src", "sdk/Cargo.toml", "Cargo.lock", "bpf"] {
         rerun_if_changed(&workspace.join(path));
     }
 }
 
 fn rerun_if_changed(path: &Path) {
     println!("cargo::rerun-if-changed={}", path.display());
+}
+
+/// Compiles each datapath program with clang (`CLANG`, default `clang-19`).
+fn build_bpf(source: &Path, out_dir: &Path) {
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang-19".into());
+    println!("cargo::rerun-if-env-changed=CLANG");
+    // The kernel headers of the target's multiarch directory (asm/types.h).
+    let (multiarch, target_arch) = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => ("aarch64-linux-gnu", "arm64"),
+        _ => ("x86_64-linux-gnu", "x86"),
+    };
+    for program in BPF_PROGRAMS {
+        let object = out_dir.join(format!("{program}.o"));
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .arg(format!("-D__TARGET_ARCH_{target_arch}"))
+            .arg(format!("-I/usr/include/{multiarch}"))
+            .arg("-I")
+            .arg(source)
+            .arg("-c")
+            .arg(source.join(format!("{program}.c")))
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .unwrap_or_else(|err| panic!("running {clang} (install clang-19 and libbpf-dev): {err}"));
+        assert!(status.success(), "compiling bpf/{program}.c failed");
+    }
 }

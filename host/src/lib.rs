@@ -3,7 +3,9 @@
 //! The library holds every subsystem; the `porin` binary only parses the
 //! command line and calls in here.
 
+pub mod agent;
 pub mod cli;
+pub mod datapath;
 pub mod diagnostic;
 pub mod endpoint;
 pub mod filter;

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::filter::{FilterRegistry, RuntimeConfig};
 use crate::flow;
-use crate::proxy::{GatewayConfig, Listener, PeerConfig, Proxy, Route, StaticRoute};
+use crate::proxy::{GatewayConfig, Listener, PeerConfig, Proxy, Route, Stage, StaticRoute};
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
@@ -71,9 +71,11 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
         }
         let route = Route {
             upstream: listener.upstream_addr(index)?,
-            filter: listener.filter.clone(),
-            rule_set: RuleSetId(index as u32 + 1),
-            direction: TrafficDirection::Ingress,
+            stages: vec![Stage {
+                filter: listener.filter.clone(),
+                rule_set: RuleSetId(index as u32 + 1),
+                direction: TrafficDirection::Ingress,
+            }],
             source: peer(&listener.source),
             destination: peer(&listener.destination),
             mark: None,

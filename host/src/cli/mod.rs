@@ -1,6 +1,7 @@
 //! The `porin` command line. The structs live in the library so tests can
 //! build and run commands without a process.
 
+mod agent;
 mod filter;
 mod gateway;
 mod policy;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use agent::{AgentArgs, AgentCommand};
 pub use filter::{FilterCommand, TestArgs};
 pub use gateway::GatewayArgs;
 pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
@@ -31,6 +33,8 @@ pub enum Command {
     Filter(FilterCommand),
     /// Run the L7 proxy in front of services, without the datapath.
     Gateway(GatewayArgs),
+    /// Run the node agent: eBPF datapath, transparent proxy and filters.
+    Agent(AgentArgs),
 }
 
 /// Output format.
@@ -50,6 +54,7 @@ impl Cli {
             Command::Policy(command) => command.run(out, err),
             Command::Filter(command) => command.run(out, err),
             Command::Gateway(args) => gateway::run(args, out, err),
+            Command::Agent(args) => agent::run(args, out, err),
         }
     }
 }

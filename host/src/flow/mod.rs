@@ -21,6 +21,8 @@ pub enum Verdict {
     Forwarded,
     Dropped,
     Error,
+    /// Handed to the L7 proxy by the datapath.
+    Redirected,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +64,11 @@ pub enum L4 {
     Tcp(Ports),
     #[serde(rename = "UDP")]
     Udp(Ports),
+    #[serde(rename = "ICMPv4")]
+    Icmpv4 { r#type: u8, code: u8 },
+    /// Another IP protocol, by number.
+    #[serde(rename = "other")]
+    Other { protocol: u8 },
 }
 
 /// Which L7 filter handled a redirected flow.

@@ -54,6 +54,20 @@ pub struct ResolvedPolicy {
 }
 
 impl ResolvedPolicy {
+    /// The rule sets some redirect entry names (after [`recompile`] the
+    /// interner also holds earlier, now unused ones).
+    pub fn rule_sets_in_use(&self) -> std::collections::BTreeSet<porin_sdk::RuleSetId> {
+        self.endpoints
+            .iter()
+            .flat_map(|e| [&e.policy.ingress, &e.policy.egress])
+            .flat_map(|direction| &direction.entries)
+            .filter_map(|entry| match &entry.action {
+                resolved::Action::Redirect { rule_set, .. } => Some(*rule_set),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn endpoint(&self, namespace: &str, name: &str) -> Option<&ResolvedEndpoint> {
         self.endpoints.iter().find(|e| e.namespace == namespace && e.name == name)
     }
@@ -82,6 +96,16 @@ impl ResolvedPolicy {
 /// Translates every policy object of `manifests`, allocates identities for
 /// `workloads`, and resolves the policy of every endpoint.
 pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
+    compile_with_rule_sets(manifests, workloads, RuleSets::default())
+}
+
+/// Compiles a change to `previous`: rule sets keep their ids, so a rule set
+/// id never changes meaning while connections use it.
+pub fn recompile(manifests: &Manifests, workloads: &Workloads, previous: &ResolvedPolicy) -> ResolvedPolicy {
+    compile_with_rule_sets(manifests, workloads, previous.rule_sets.clone())
+}
+
+fn compile_with_rule_sets(manifests: &Manifests, workloads: &Workloads, rule_sets: RuleSets) -> ResolvedPolicy {
     let mut diagnostics = manifests.diagnostics.clone();
     let mut specs: Vec<PolicySpec> = Vec::new();
     let mut policies = Vec::new();
@@ -131,6 +155,7 @@ pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
     let mut resolver = Resolver::new(
         &identities,
         endpoint_identities.iter().zip(&workloads.endpoints).map(|(id, e)| (*id, &e.named_ports)).collect(),
+        rule_sets,
     );
     let mut subjects: HashMap<NumericIdentity, Vec<&PolicySpec>> = HashMap::new();
     let mut shared: HashMap<(NumericIdentity, &crate::endpoint::NamedPorts), Arc<EndpointPolicy>> =

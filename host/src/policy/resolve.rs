@@ -112,6 +112,7 @@ impl<'a> Resolver<'a> {
     pub(super) fn new(
         identities: &'a IdentityTable,
         endpoint_ports: Vec<(NumericIdentity, &NamedPorts)>,
+        rule_sets: RuleSets,
     ) -> Self {
         let mut remote_ports: HashMap<NumericIdentity, NamedPorts> = HashMap::new();
         let mut all_ports = NamedPorts::new();
@@ -124,7 +125,7 @@ impl<'a> Resolver<'a> {
             selections: HashMap::new(),
             remote_ports,
             all_ports,
-            rule_sets: RuleSets::default(),
+            rule_sets,
             diagnostics: Vec::new(),
         }
     }

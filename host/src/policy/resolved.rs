@@ -132,23 +132,30 @@ impl PortRange {
         (first <= last).then_some(PortRange { first, last })
     }
 
-    /// Prefix length (0..=16) of the aligned power-of-two block that
-    /// contains `port` when the range is split into maximal such blocks, as
-    /// an LPM-keyed datapath map stores it.
-    pub fn prefix_len_at(self, port: u16) -> u8 {
-        let (mut start, last, port) = (u32::from(self.first), u32::from(self.last), u32::from(port));
+    /// The range split into maximal aligned power-of-two blocks, as an
+    /// LPM-keyed datapath map stores it: (first port, prefix length 0..=16).
+    pub fn blocks(self) -> Vec<(u16, u8)> {
+        let (mut start, last) = (u32::from(self.first), u32::from(self.last));
+        let mut blocks = Vec::new();
         while start <= last {
             let align = if start == 0 { 1 << 16 } else { 1u32 << start.trailing_zeros() };
             let mut size = align.min(1 << 16);
             while start + size - 1 > last {
                 size /= 2;
             }
-            if port < start + size {
-                return (16 - size.trailing_zeros()) as u8;
-            }
+            blocks.push((start as u16, (16 - size.trailing_zeros()) as u8));
             start += size;
         }
-        16
+        blocks
+    }
+
+    /// Prefix length of the block of [`PortRange::blocks`] that contains `port`.
+    pub fn prefix_len_at(self, port: u16) -> u8 {
+        self.blocks()
+            .into_iter()
+            .rev()
+            .find(|&(start, _)| start <= port)
+            .map_or(16, |(_, len)| len)
     }
 }
 
@@ -323,5 +330,25 @@ mod tests {
         assert_eq!(a.intersect(PortRange { first: 91, last: 95 }), None);
         assert_eq!(a.to_string(), "80-90");
         assert_eq!(PortRange::ALL.to_string(), "all");
+    }
+
+    #[test]
+    fn port_blocks_cover_the_range_exactly() {
+        for range in [
+            PortRange::ALL,
+            PortRange::single(80),
+            PortRange { first: 80, last: 90 },
+            PortRange { first: 1, last: 65535 },
+            PortRange { first: 1000, last: 1023 },
+        ] {
+            let mut next = u32::from(range.first);
+            for (start, bits) in range.blocks() {
+                assert_eq!(u32::from(start), next, "{range}: blocks are contiguous");
+                let size = 1u32 << (16 - bits);
+                assert_eq!(u32::from(start) % size, 0, "{range}: blocks are aligned");
+                next += size;
+            }
+            assert_eq!(next, u32::from(range.last) + 1, "{range}: nothing left over");
+        }
     }
 }

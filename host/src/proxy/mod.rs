@@ -1,22 +1,27 @@
 //! The L7 proxy: accepts connections and datagrams, runs each through the
-//! Wasm filter its route names, and forwards what the filter lets through.
+//! Wasm filters its route names, and forwards what the filters let through.
 //!
 //! * Gateway mode: each listener has a fixed upstream, filter and rules
 //!   (`porin gateway -c FILE`).
 //! * Transparent mode (for the datapath): listeners with `IP_TRANSPARENT`;
 //!   the accepted socket's local address is the original destination, and a
-//!   [`Resolver`] tells the filter, rule set and identities of each flow.
+//!   [`Resolver`] tells the filters, rule sets and identities of each flow:
+//!   the source's egress filter then the destination's ingress filter, run
+//!   as one chain when both apply.
 //!
 //! Worker threads each run a single-threaded async runtime with their own
 //! filter instances (no lock on the data path); every listener socket is
 //! opened once per worker with `SO_REUSEPORT`, so the kernel spreads
 //! connections. Upstream sockets carry the source identity in `SO_MARK`.
 
+mod chain;
 mod config;
 pub mod mark;
 mod route;
 mod socket;
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
 mod worker;
 
@@ -28,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{ConfigError, GatewayConfig, ListenerConfig, PeerConfig};
-pub use route::{PolicyResolver, Resolver, Route, StaticRoute};
+pub use route::{PolicyResolver, Resolver, Route, Stage, StaticRoute};
 
 use crate::filter::FilterRegistry;
 use crate::flow::FlowSender;

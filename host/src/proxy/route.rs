@@ -9,16 +9,25 @@ use porin_sdk::{ConnectionMeta, Peer, RuleSetId, TrafficDirection};
 use super::Transport;
 use super::mark::identity_mark;
 use crate::policy::ResolvedPolicy;
-use crate::policy::resolved::{Action, Direction, Lookup, Protocol};
+use crate::policy::resolved::{Action, Direction, Lookup, PolicyEntry, Protocol};
+
+/// One filter a flow passes through: which filter, with which rule set, for
+/// which endpoint's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub filter: String,
+    pub rule_set: RuleSetId,
+    pub direction: TrafficDirection,
+}
 
 /// Everything needed to proxy one connection or datagram flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub upstream: SocketAddr,
-    pub filter: String,
-    pub rule_set: RuleSetId,
-    pub direction: TrafficDirection,
-    /// Source and destination as the filter sees them (addresses filled in).
+    /// The filters requests pass, in order (replies pass them in reverse).
+    /// Never empty: a flow without a filter has no route.
+    pub stages: Vec<Stage>,
+    /// Source and destination as the filters see them (addresses filled in).
     pub source: Peer,
     pub destination: Peer,
     /// `SO_MARK` for the upstream socket.
@@ -26,10 +35,11 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn meta(&self) -> ConnectionMeta {
+    /// What the filter of `stage` is told when the flow opens.
+    pub fn meta(&self, stage: &Stage) -> ConnectionMeta {
         ConnectionMeta {
-            rule_set: self.rule_set.0,
-            direction: self.direction,
+            rule_set: stage.rule_set.0,
+            direction: stage.direction,
             source: self.source.clone(),
             destination: self.destination.clone(),
         }
@@ -58,8 +68,10 @@ impl Resolver for StaticRoute {
     }
 }
 
-/// Transparent mode: routes from the resolved policy. The source endpoint's
-/// egress redirect wins; else the destination endpoint's ingress redirect.
+/// Transparent mode: routes from the resolved policy. A flow passes the
+/// source endpoint's egress redirect, then the destination endpoint's
+/// ingress redirect, whichever of the two exist: the datapath steers a flow
+/// into the proxy once, so both policies are enforced on that one pass.
 pub struct PolicyResolver {
     policy: RwLock<Arc<ResolvedPolicy>>,
 }
@@ -114,28 +126,126 @@ impl Resolver for PolicyResolver {
                 protocol,
                 destination.port(),
             );
-            match lookup {
-                Lookup::Entry(entry) => match &entry.action {
-                    Action::Redirect { filter, rule_set } => Some((filter.clone(), *rule_set)),
-                    _ => None,
-                },
-                _ => None,
-            }
+            let Lookup::Entry(PolicyEntry { action: Action::Redirect { filter, rule_set }, .. }) = lookup
+            else {
+                return None;
+            };
+            let direction = match direction {
+                Direction::Egress => TrafficDirection::Egress,
+                Direction::Ingress => TrafficDirection::Ingress,
+            };
+            Some(Stage { filter: filter.clone(), rule_set: *rule_set, direction })
         };
-        let (filter, rule_set, direction) = redirect(source.ip(), Direction::Egress, dst.identity)
-            .map(|(f, r)| (f, r, TrafficDirection::Egress))
-            .or_else(|| {
-                redirect(destination.ip(), Direction::Ingress, src.identity)
-                    .map(|(f, r)| (f, r, TrafficDirection::Ingress))
-            })?;
+        let stages: Vec<Stage> = [
+            redirect(source.ip(), Direction::Egress, dst.identity),
+            redirect(destination.ip(), Direction::Ingress, src.identity),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if stages.is_empty() {
+            return None;
+        }
         Some(Route {
             upstream: destination,
-            filter,
-            rule_set,
-            direction,
+            stages,
             mark: Some(identity_mark(src.identity)),
             source: src,
             destination: dst,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Location;
+    use crate::endpoint::Workloads;
+    use crate::manifest::Manifests;
+
+    /// web may GET from api; api takes /public/ from frontend pods. Both
+    /// policies redirect web -> api:80.
+    const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: frontend}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: backend}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: frontend, labels: {app: web}}
+status: {podIP: 10.1.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: frontend, labels: {app: other}}
+status: {podIP: 10.1.0.11}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: backend, labels: {app: api}}
+status: {podIP: 10.1.0.20}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: backend, labels: {app: db}}
+status: {podIP: 10.1.0.30}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-egress, namespace: frontend}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+    - toEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": backend, app: api}}]
+      toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-ingress, namespace: backend}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": frontend}}]
+      toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{path: "/public/.*"}]}}]
+"#;
+
+    fn resolver() -> (PolicyResolver, Arc<ResolvedPolicy>) {
+        let mut manifests = Manifests::default();
+        manifests.parse(MANIFESTS, Location::default());
+        let (workloads, diagnostics) = Workloads::from_manifests(&manifests);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let policy = Arc::new(crate::policy::compile(&manifests, &workloads));
+        assert!(policy.diagnostics.is_empty(), "{:?}", policy.diagnostics);
+        (PolicyResolver::new(policy.clone()), policy)
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_flow_both_pods_redirect_passes_the_egress_then_the_ingress_stage() {
+        let (resolver, policy) = resolver();
+        let rules = |stage: &Stage| policy.rule_sets.get(stage.rule_set).expect("interned").rules.clone();
+        let route = resolver.resolve(addr("10.1.0.10:40000"), addr("10.1.0.20:80"), Transport::Tcp).unwrap();
+        let directions: Vec<TrafficDirection> = route.stages.iter().map(|s| s.direction).collect();
+        assert_eq!(directions, [TrafficDirection::Egress, TrafficDirection::Ingress]);
+        assert!(route.stages.iter().all(|s| s.filter == "http"));
+        assert_eq!(rules(&route.stages[0]), serde_json::json!({"http": [{"method": "GET"}]}));
+        assert_eq!(rules(&route.stages[1]), serde_json::json!({"http": [{"path": "/public/.*"}]}));
+        assert_eq!((route.source.pod.as_str(), route.destination.pod.as_str()), ("web", "api"));
+        assert_eq!(route.upstream, addr("10.1.0.20:80"));
+        // Without an egress policy of its own, `other` passes api's ingress stage only.
+        let other = resolver.resolve(addr("10.1.0.11:40000"), addr("10.1.0.20:80"), Transport::Tcp).unwrap();
+        assert_eq!(other.stages, [route.stages[1].clone()]);
+        // The egress stage is looked up for the destination's identity (db is
+        // not api), the ingress stage for the source's (db is not in frontend).
+        assert_eq!(resolver.resolve(addr("10.1.0.10:40000"), addr("10.1.0.30:80"), Transport::Tcp), None);
+        assert_eq!(resolver.resolve(addr("10.1.0.30:40000"), addr("10.1.0.20:80"), Transport::Tcp), None);
+        assert_eq!(resolver.resolve(addr("10.1.0.10:40000"), addr("10.1.0.20:80"), Transport::Udp), None);
     }
 }

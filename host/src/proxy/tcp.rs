@@ -1,6 +1,6 @@
 //! One proxied TCP connection.
 //!
-//! Four tasks: a reader per side feeds bytes through the filter session; a
+//! Four tasks: a reader per side feeds bytes through the filter chain; a
 //! writer per side sends what the filter lets through. Bounded channels
 //! between them give backpressure: a slow receiver stops the reader that
 //! feeds it. Half-closes are forwarded once a direction is done.
@@ -9,38 +9,20 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use porin_sdk::driver::Sink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::chain::{Outputs, StreamChain};
 use super::worker::{FlowReporter, WorkerContext};
 use super::{Listener, Transport, socket};
-use crate::filter::StreamSession;
 use crate::flow::Verdict;
 
 const READ_SIZE: usize = 64 << 10;
 /// Chunks queued towards one socket before its readers wait.
 const QUEUE: usize = 8;
-
-/// What one filter call produced, per destination.
-#[derive(Default)]
-struct Outputs {
-    to_upstream: Vec<u8>,
-    to_client: Vec<u8>,
-}
-
-impl Sink for Outputs {
-    fn send(&mut self, to_source: bool, data: &[u8]) {
-        if to_source {
-            self.to_client.extend_from_slice(data)
-        } else {
-            self.to_upstream.extend_from_slice(data)
-        }
-    }
-}
 
 enum Write {
     Data(Vec<u8>),
@@ -62,68 +44,55 @@ async fn writer(mut half: OwnedWriteHalf, mut queue: mpsc::Receiver<Write>) {
 /// Serves one accepted connection.
 pub(super) async fn serve(client: TcpStream, listener: Rc<Listener>, ctx: Rc<WorkerContext>) {
     let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else { return };
-    let Some(route) = listener.resolver.resolve(peer, local, Transport::Tcp) else {
+    let route = listener.resolver.resolve(peer, local, Transport::Tcp).filter(|r| !r.stages.is_empty());
+    let Some(route) = route else {
         FlowReporter::unrouted(&ctx, peer, local, true);
         return;
     };
-    let reporter = FlowReporter::new(ctx.clone(), &route, true);
-    let opened = ctx.filters.borrow_mut().open_stream(&route.filter, &route.meta());
-    let mut session = match opened {
-        Ok(session) => session,
-        Err(err) => return reporter.connection(Verdict::Dropped, Some(err.to_string())),
-    };
+    let Some(chain) = StreamChain::open(&ctx, &route) else { return };
     let limits = &ctx.shared.limits;
     match timeout(limits.connect_timeout, socket::connect(route.upstream, route.mark)).await {
         Ok(Ok(upstream)) => {
-            reporter.connection(Verdict::Forwarded, None);
-            relay(client, upstream, session, &reporter, limits.idle_timeout, limits.header_timeout).await;
+            chain.connection(Verdict::Forwarded, None);
+            relay(client, upstream, chain, limits.idle_timeout, limits.header_timeout).await;
         }
         Ok(Err(err)) => {
             let reason = format!("upstream {} unreachable: {err}", route.upstream);
-            upstream_failed(client, &mut session, &reporter, reason, limits.header_timeout).await;
+            upstream_failed(client, chain, reason, limits.header_timeout).await;
         }
         Err(_) => {
             let reason =
                 format!("upstream {} did not answer within {:?}", route.upstream, limits.connect_timeout);
-            upstream_failed(client, &mut session, &reporter, reason, limits.header_timeout).await;
+            upstream_failed(client, chain, reason, limits.header_timeout).await;
         }
     }
 }
 
-/// The upstream is unreachable: let the filter see what the client sends
+/// The upstream is unreachable: let the filters see what the client sends
 /// first and answer it (HTTP: 503), then close.
 async fn upstream_failed(
     client: TcpStream,
-    session: &mut StreamSession,
-    reporter: &FlowReporter,
+    mut chain: StreamChain,
     reason: String,
     header_timeout: Duration,
 ) {
-    reporter.connection(Verdict::Error, Some(reason));
+    chain.connection(Verdict::Error, Some(reason));
     let (mut read, mut write) = client.into_split();
     let mut out = Outputs::default();
     let mut buf = vec![0; READ_SIZE];
     let deadline = tokio::time::Instant::now() + header_timeout.min(Duration::from_secs(2));
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
-        let failed = session.data(false, &buf[..n], n == 0, &mut out).is_err();
+        let failed = chain.data(false, &buf[..n], n == 0, &mut out).is_err();
         if n == 0 || failed || !out.to_upstream.is_empty() {
             break;
         }
     }
-    session.upstream_failed(&mut out);
-    reporter.records(session.take_records());
+    chain.upstream_failed(&mut out);
     write.write_all(&out.to_client).await.ok();
     write.shutdown().await.ok();
 }
 
-async fn relay(
-    client: TcpStream,
-    upstream: TcpStream,
-    session: StreamSession,
-    reporter: &FlowReporter,
-    idle: Duration,
-    header: Duration,
-) {
+async fn relay(client: TcpStream, upstream: TcpStream, chain: StreamChain, idle: Duration, header: Duration) {
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     let (to_client, client_queue) = mpsc::channel(QUEUE);
@@ -131,17 +100,16 @@ async fn relay(
     let client_writer = tokio::task::spawn_local(writer(client_write, client_queue));
     let upstream_writer = tokio::task::spawn_local(writer(upstream_write, upstream_queue));
     let pump = Pump {
-        session: Rc::new(RefCell::new(session)),
+        chain: Rc::new(RefCell::new(chain)),
         to_client,
         to_upstream,
         activity: Rc::new(Cell::new(Instant::now())),
         idle,
         header,
-        reporter,
     };
     let result = tokio::try_join!(pump.run(client_read, false), pump.run(upstream_read, true));
     if let Err(reason) = result {
-        reporter.connection(Verdict::Error, Some(reason));
+        pump.chain.borrow().connection(Verdict::Error, Some(reason));
     }
     drop(pump);
     // Writers finish what is queued (a final 400, say), then the sockets close.
@@ -150,18 +118,17 @@ async fn relay(
     }
 }
 
-struct Pump<'r> {
-    session: Rc<RefCell<StreamSession>>,
+struct Pump {
+    chain: Rc<RefCell<StreamChain>>,
     to_client: mpsc::Sender<Write>,
     to_upstream: mpsc::Sender<Write>,
     /// When bytes last moved, in either direction.
     activity: Rc<Cell<Instant>>,
     idle: Duration,
     header: Duration,
-    reporter: &'r FlowReporter,
 }
 
-impl Pump<'_> {
+impl Pump {
     /// Reads one side until it closes; `reply`: the upstream side.
     async fn run(&self, mut read: OwnedReadHalf, reply: bool) -> Result<(), String> {
         let mut buf = vec![0; READ_SIZE];
@@ -188,12 +155,10 @@ impl Pump<'_> {
             };
             self.activity.set(Instant::now());
             let mut out = Outputs::default();
-            let (result, records, buffered) = {
-                let mut session = self.session.borrow_mut();
-                let result = session.data(reply, &buf[..n], n == 0, &mut out);
-                (result, session.take_records(), session.buffered(reply))
+            let (result, buffered) = {
+                let mut chain = self.chain.borrow_mut();
+                (chain.data(reply, &buf[..n], n == 0, &mut out), chain.buffered(reply))
             };
-            self.reporter.records(records);
             if !out.to_client.is_empty() {
                 self.to_client
                     .send(Write::Data(out.to_client))

@@ -1,5 +1,5 @@
 //! UDP: flows keyed by (client, original destination), each with a
-//! datagram filter session and its own upstream socket. Replies are sent
+//! datagram filter chain and its own upstream socket. Replies are sent
 //! from the original destination, so the client accepts them.
 
 use std::cell::{Cell, RefCell};
@@ -11,19 +11,19 @@ use std::time::Instant;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::chain::DatagramChain;
 use super::worker::{FlowReporter, WorkerContext};
 use super::{Listener, Transport, socket};
-use crate::filter::{DatagramSession, DatagramVerdict};
+use crate::filter::DatagramVerdict;
 use crate::flow::Verdict;
 
 const DATAGRAM_SIZE: usize = 65_536;
 
 struct UdpFlow {
-    session: RefCell<DatagramSession>,
+    chain: RefCell<DatagramChain>,
     upstream: UdpSocket,
     /// Sends to the client from the original destination.
     reply: Rc<UdpSocket>,
-    reporter: FlowReporter,
     last: Cell<Instant>,
 }
 
@@ -51,8 +51,7 @@ pub(super) async fn serve(socket: UdpSocket, listener: Rc<Listener>, ctx: Rc<Wor
             },
         };
         flow.last.set(Instant::now());
-        let verdict = flow.session.borrow_mut().datagram(false, &buf[..n]);
-        flow.reporter.records(flow.session.borrow_mut().take_records());
+        let verdict = flow.chain.borrow_mut().request(&buf[..n]);
         match verdict {
             DatagramVerdict::Pass => {
                 flow.upstream.send(&buf[..n]).await.ok();
@@ -65,7 +64,7 @@ pub(super) async fn serve(socket: UdpSocket, listener: Rc<Listener>, ctx: Rc<Wor
     }
 }
 
-/// Opens a flow: route, filter session, upstream socket, reply path, and a
+/// Opens a flow: route, filter chain, upstream socket, reply path, and a
 /// task that relays the upstream's replies until the flow goes idle.
 async fn open(
     listener_socket: &Rc<UdpSocket>,
@@ -75,23 +74,17 @@ async fn open(
     source: SocketAddr,
     destination: SocketAddr,
 ) -> Option<Rc<UdpFlow>> {
-    let Some(route) = listener.resolver.resolve(source, destination, Transport::Udp) else {
+    let route =
+        listener.resolver.resolve(source, destination, Transport::Udp).filter(|r| !r.stages.is_empty());
+    let Some(route) = route else {
         FlowReporter::unrouted(ctx, source, destination, false);
         return None;
     };
-    let reporter = FlowReporter::new(ctx.clone(), &route, false);
-    let opened = ctx.filters.borrow_mut().open_datagram(&route.filter, &route.meta());
-    let session = match opened {
-        Ok(session) => session,
-        Err(err) => {
-            reporter.connection(Verdict::Dropped, Some(err.to_string()));
-            return None;
-        }
-    };
+    let chain = DatagramChain::open(ctx, &route)?;
     let upstream = match socket::udp_upstream(route.upstream, route.mark).await {
         Ok(upstream) => upstream,
         Err(err) => {
-            reporter.connection(Verdict::Error, Some(format!("upstream {}: {err}", route.upstream)));
+            chain.connection(Verdict::Error, Some(format!("upstream {}: {err}", route.upstream)));
             return None;
         }
     };
@@ -99,20 +92,15 @@ async fn open(
         match socket::udp_bound(destination, true) {
             Ok(reply) => Rc::new(reply),
             Err(err) => {
-                reporter.connection(Verdict::Error, Some(format!("cannot answer from {destination}: {err}")));
+                chain.connection(Verdict::Error, Some(format!("cannot answer from {destination}: {err}")));
                 return None;
             }
         }
     } else {
         listener_socket.clone()
     };
-    let flow = Rc::new(UdpFlow {
-        session: RefCell::new(session),
-        upstream,
-        reply,
-        reporter,
-        last: Cell::new(Instant::now()),
-    });
+    let flow =
+        Rc::new(UdpFlow { chain: RefCell::new(chain), upstream, reply, last: Cell::new(Instant::now()) });
     flows.borrow_mut().insert((source, destination), flow.clone());
     let (task_flow, task_flows, idle) = (flow.clone(), flows.clone(), ctx.shared.limits.udp_flow_timeout);
     tokio::task::spawn_local(async move {
@@ -122,9 +110,8 @@ async fn open(
             match tokio::time::timeout(wait, task_flow.upstream.recv(&mut buf)).await {
                 Ok(Ok(n)) => {
                     task_flow.last.set(Instant::now());
-                    let verdict = task_flow.session.borrow_mut().datagram(true, &buf[..n]);
-                    task_flow.reporter.records(task_flow.session.borrow_mut().take_records());
-                    if verdict == DatagramVerdict::Pass {
+                    let passed = task_flow.chain.borrow_mut().reply(&buf[..n]);
+                    if passed {
                         task_flow.reply.send_to(&buf[..n], source).await.ok();
                     }
                 }

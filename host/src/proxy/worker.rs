@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::LocalSet;
 
-use super::{Listener, Route, Shared, Transport, socket, tcp, udp};
+use super::{Listener, Route, Shared, Stage, Transport, socket, tcp, udp};
 use crate::filter::WorkerFilters;
 use crate::flow::{self, Flow, FlowEndpoint, ProxyInfo, Verdict};
 
@@ -139,7 +139,7 @@ fn endpoint(peer: &Peer) -> FlowEndpoint {
     }
 }
 
-/// Turns what happens on one connection or flow into flows.
+/// Turns what happens to one stage of a connection or flow into flows.
 pub(super) struct FlowReporter {
     ctx: Rc<WorkerContext>,
     tcp: bool,
@@ -150,14 +150,14 @@ pub(super) struct FlowReporter {
 }
 
 impl FlowReporter {
-    pub(super) fn new(ctx: Rc<WorkerContext>, route: &Route, tcp: bool) -> FlowReporter {
+    pub(super) fn new(ctx: Rc<WorkerContext>, route: &Route, stage: &Stage, tcp: bool) -> FlowReporter {
         FlowReporter {
             ctx,
             tcp,
             source: route.source.clone(),
             destination: route.destination.clone(),
-            direction: route.direction,
-            proxy: ProxyInfo { filter: route.filter.clone(), rule_set: route.rule_set.0 },
+            direction: stage.direction,
+            proxy: ProxyInfo { filter: stage.filter.clone(), rule_set: stage.rule_set.0 },
         }
     }
 
@@ -214,7 +214,7 @@ impl FlowReporter {
             let reason = match parsed.verdict {
                 Verdict::Dropped => Some("POLICY_DENIED".to_string()),
                 Verdict::Error => parsed.error.clone(),
-                Verdict::Forwarded => None,
+                Verdict::Forwarded | Verdict::Redirected => None,
             };
             let is_reply = parsed.l7.get("type").and_then(|t| t.as_str()) == Some("RESPONSE");
             let mut flow = self.base(parsed.verdict, reason, is_reply);

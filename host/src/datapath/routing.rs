@@ -1,0 +1,83 @@
+//! The host routing the datapath relies on, managed with `ip(8)`.
+//!
+//! Packets the programs steer to the proxy keep their original (non-local)
+//! destination; without a route that makes every address local they would
+//! be forwarded instead of delivered to the proxy's socket. The redirect
+//! mark selects such a table: `ip rule fwmark MARK/MASK lookup TABLE` and
+//! `local 0.0.0.0/0 dev lo table TABLE`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::abi::{MARK_MAGIC_MASK, MARK_MAGIC_REDIRECT};
+
+/// The routing table with the catch-all local route.
+const TABLE: &str = "2005";
+/// The rule's priority: before the main table (32766).
+const PRIORITY: &str = "9";
+
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("ip").args(args).output().context("running ip (install iproute2)")?;
+    if !output.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn mark() -> String {
+    format!("{MARK_MAGIC_REDIRECT:#x}/{MARK_MAGIC_MASK:#x}")
+}
+
+/// Installs the rule and the local route (idempotent).
+pub fn install_redirect_routing() -> anyhow::Result<()> {
+    let rules = ip(&["-4", "rule", "show", "priority", PRIORITY])?;
+    if !rules.contains(&format!("lookup {TABLE}")) {
+        ip(&["-4", "rule", "add", "priority", PRIORITY, "fwmark", &mark(), "lookup", TABLE])?;
+    }
+    ip(&["-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TABLE])?;
+    Ok(())
+}
+
+/// Removes the rule and the table's route; missing ones are fine.
+pub fn remove_redirect_routing() -> anyhow::Result<()> {
+    while ip(&["-4", "rule", "show", "priority", PRIORITY])?.contains(&format!("lookup {TABLE}")) {
+        ip(&["-4", "rule", "del", "priority", PRIORITY, "fwmark", &mark(), "lookup", TABLE])?;
+    }
+    ip(&["-4", "route", "flush", "table", TABLE]).ok();
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct RouteEntry {
+    dst: String,
+    dev: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    ifindex: u32,
+    ifname: String,
+}
+
+/// The host-side interface of every pod on this node, found from the /32
+/// routes the CNI (or `porin lab`) installs: pod address → (name, index).
+pub fn endpoint_interfaces() -> anyhow::Result<BTreeMap<Ipv4Addr, (String, u32)>> {
+    let routes: Vec<RouteEntry> =
+        serde_json::from_str(&ip(&["-4", "-j", "route", "show", "table", "main"])?).context("ip route")?;
+    let links: Vec<Link> = serde_json::from_str(&ip(&["-j", "link", "show"])?).context("ip link")?;
+    let index: BTreeMap<&str, u32> = links.iter().map(|l| (l.ifname.as_str(), l.ifindex)).collect();
+    Ok(routes
+        .iter()
+        .filter_map(|route| {
+            // Host routes only: `ip` prints them as a bare address (or /32).
+            let address = route.dst.strip_suffix("/32").unwrap_or(&route.dst).parse::<Ipv4Addr>().ok()?;
+            let dev = route.dev.as_deref()?;
+            (dev != "lo").then_some(())?;
+            Some((address, (dev.to_string(), *index.get(dev)?)))
+        })
+        .collect())
+}

@@ -1,0 +1,250 @@
+//! The proxy in process, on loopback, with flows through two filter stages
+//! (a source's egress and a destination's ingress) in front of small test
+//! servers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use porin_sdk::{Peer, RuleSetId, TrafficDirection};
+use tokio::sync::broadcast;
+
+use super::{Limits, Listener, Proxy, Route, Stage, StaticRoute, Transport};
+use crate::filter::{BUILTIN_FILTERS, FilterRegistry, RuntimeConfig};
+use crate::flow::{self, Flow};
+
+const EGRESS: RuleSetId = RuleSetId(1);
+const INGRESS: RuleSetId = RuleSetId(2);
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A proxy whose one listener sends every flow through `filter` with the
+/// egress rules, then the ingress rules, to `upstream`.
+fn chained_proxy(
+    transport: Transport,
+    filter: &str,
+    egress_rules: &str,
+    ingress_rules: &str,
+    upstream: SocketAddr,
+) -> (Proxy, broadcast::Receiver<Arc<Flow>>) {
+    let registry = FilterRegistry::new(RuntimeConfig::default());
+    let (_, wasm) = BUILTIN_FILTERS.iter().find(|(name, _)| *name == filter).expect("a built-in filter");
+    registry.load(filter, wasm).unwrap();
+    registry.set_rule_set(EGRESS, filter, egress_rules).unwrap();
+    registry.set_rule_set(INGRESS, filter, ingress_rules).unwrap();
+    let stage = |rule_set, direction| Stage { filter: filter.into(), rule_set, direction };
+    let route = Route {
+        upstream,
+        stages: vec![stage(EGRESS, TrafficDirection::Egress), stage(INGRESS, TrafficDirection::Ingress)],
+        source: Peer::default(),
+        destination: Peer::default(),
+        mark: None,
+    };
+    let listener = Listener {
+        name: "chain".into(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        transport,
+        transparent: false,
+        resolver: Arc::new(StaticRoute { route }),
+    };
+    let flows = flow::channel(1024);
+    let subscription = flows.subscribe();
+    let limits = Limits { workers: 1, ..Limits::default() };
+    (Proxy::start(vec![listener], Arc::new(registry), limits, flows).unwrap(), subscription)
+}
+
+/// The L7 flows published so far, as `DIRECTION rule_set VERDICT TYPE detail`:
+/// a request's method or name, a response's status or RCODE.
+fn l7_flows(flows: &mut broadcast::Receiver<Arc<Flow>>) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(flow) = flows.try_recv() {
+        let (Some(l7), Some(proxy)) = (&flow.l7, &flow.proxy) else { continue };
+        let kind = l7["type"].as_str().unwrap_or_default();
+        let details = match kind {
+            "RESPONSE" => [&l7["http"]["code"], &l7["dns"]["rcode"]],
+            _ => [&l7["http"]["method"], &l7["dns"]["query"]],
+        };
+        let detail = details.into_iter().find(|v| !v.is_null()).map_or(String::new(), |v| match v.as_str() {
+            Some(text) => text.to_string(),
+            None => v.to_string(),
+        });
+        let direction = flow.traffic_direction;
+        seen.push(format!("{direction:?} {} {:?} {kind} {detail}", proxy.rule_set, flow.verdict));
+    }
+    seen
+}
+
+/// An HTTP server that answers every request `200 ok` and closes; it sends
+/// the request lines it saw on the channel.
+fn http_server() -> (SocketAddr, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (seen, requests) = mpsc::channel();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let Some(head) = read_head(&mut stream) else { continue };
+            seen.send(head.lines().next().unwrap_or_default().to_string()).ok();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").ok();
+        }
+    });
+    (address, requests)
+}
+
+/// Reads up to the end of a message head.
+fn read_head(stream: &mut TcpStream) -> Option<String> {
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).ok()?;
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).ok()
+}
+
+/// Sends one request through the proxy on a new connection; the status of
+/// the response.
+fn status(proxy: &Proxy, method: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(proxy.bound[0]).unwrap();
+    stream
+        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: api\r\ncontent-length: 0\r\n\r\n").as_bytes())
+        .unwrap();
+    let head = read_head(&mut stream).expect("a response");
+    head[9..12].parse().unwrap()
+}
+
+#[test]
+fn each_http_stage_enforces_its_own_rules_and_reports_its_own_flows() {
+    let (server, requests) = http_server();
+    let (proxy, mut flows) = chained_proxy(
+        Transport::Tcp,
+        "http",
+        r#"{"http":[{"method":"GET"}]}"#,
+        r#"{"http":[{"path":"/public/.*"}]}"#,
+        server,
+    );
+
+    assert_eq!(status(&proxy, "GET", "/public/a"), 200);
+    assert_eq!(
+        l7_flows(&mut flows),
+        [
+            "Egress 1 Forwarded REQUEST GET",
+            "Ingress 2 Forwarded REQUEST GET",
+            "Ingress 2 Forwarded RESPONSE 200",
+            "Egress 1 Forwarded RESPONSE 200",
+        ]
+    );
+
+    // Denied by the ingress stage: the egress stage sees its 403 as the response.
+    assert_eq!(status(&proxy, "GET", "/private"), 403);
+    assert_eq!(
+        l7_flows(&mut flows),
+        [
+            "Egress 1 Forwarded REQUEST GET",
+            "Ingress 2 Dropped REQUEST GET",
+            "Egress 1 Forwarded RESPONSE 403",
+        ]
+    );
+
+    // Denied by the egress stage: the ingress stage never sees it.
+    assert_eq!(status(&proxy, "POST", "/public/a"), 403);
+    assert_eq!(l7_flows(&mut flows), ["Egress 1 Dropped REQUEST POST"]);
+
+    assert_eq!(requests.try_iter().collect::<Vec<_>>(), ["GET /public/a HTTP/1.1"]);
+    proxy.shutdown();
+}
+
+#[test]
+fn an_unreachable_upstream_is_answered_by_the_last_stage_through_the_first() {
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (proxy, mut flows) =
+        chained_proxy(Transport::Tcp, "http", r#"{"http":[{}]}"#, r#"{"http":[{}]}"#, dead);
+    assert_eq!(status(&proxy, "GET", "/"), 503);
+    assert_eq!(
+        l7_flows(&mut flows),
+        [
+            "Egress 1 Forwarded REQUEST GET",
+            "Ingress 2 Forwarded REQUEST GET",
+            "Ingress 2 Error RESPONSE 503",
+            "Egress 1 Forwarded RESPONSE 503",
+        ]
+    );
+    proxy.shutdown();
+}
+
+/// A DNS query for `name` (type A, id 7).
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut query = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    query
+}
+
+#[test]
+fn a_datagram_passes_both_stages_and_a_refusal_goes_back_through_the_earlier_one() {
+    // The server answers every query with no records (QR and RA set).
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = server.local_addr().unwrap();
+    let (seen, queries) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            seen.send(buf[..n].to_vec()).ok();
+            let mut answer = buf[..n].to_vec();
+            answer[2] |= 0x80;
+            answer[3] |= 0x80;
+            server.send_to(&answer, from).ok();
+        }
+    });
+    let (proxy, mut flows) = chained_proxy(
+        Transport::Udp,
+        "dns",
+        r#"{"dns":[{"matchPattern":"*.example.test"}]}"#,
+        r#"{"dns":[{"matchName":"a.example.test"}]}"#,
+        upstream,
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // The RCODE of the answer to a query for `name`.
+    let ask = |name: &str| {
+        client.send_to(&dns_query(name), proxy.bound[0]).unwrap();
+        let mut buf = [0u8; 512];
+        let n = client.recv(&mut buf).unwrap();
+        assert!(n >= 12 && buf[2] & 0x80 != 0, "an answer");
+        buf[3] & 0x0f
+    };
+    const REFUSED: u8 = 5;
+
+    assert_eq!(ask("a.example.test"), 0);
+    assert_eq!(
+        l7_flows(&mut flows),
+        [
+            "Egress 1 Forwarded REQUEST a.example.test.",
+            "Ingress 2 Forwarded REQUEST a.example.test.",
+            "Ingress 2 Forwarded RESPONSE 0",
+            "Egress 1 Forwarded RESPONSE 0",
+        ]
+    );
+
+    // Refused by the ingress stage: the refusal is the egress stage's response.
+    assert_eq!(ask("b.example.test"), REFUSED);
+    assert_eq!(
+        l7_flows(&mut flows),
+        [
+            "Egress 1 Forwarded REQUEST b.example.test.",
+            "Ingress 2 Dropped REQUEST b.example.test.",
+            "Egress 1 Forwarded RESPONSE 5",
+        ]
+    );
+
+    // Refused by the egress stage: the ingress stage never sees it.
+    assert_eq!(ask("c.other.test"), REFUSED);
+    assert_eq!(l7_flows(&mut flows), ["Egress 1 Dropped REQUEST c.other.test."]);
+
+    assert_eq!(queries.try_iter().collect::<Vec<_>>(), [dns_query("a.example.test")]);
+    proxy.shutdown();
+}

@@ -6,7 +6,7 @@ PORIN := target/release/porin
 SEED := tests/fixtures/seed
 LAB := tests/fixtures/lab
 
-.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy clean
+.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-datapath clean
 
 help:
 	@echo "make demo          run the main job: the seed article's story, step by step"
@@ -78,6 +78,10 @@ bench-policy: setup
 
 bench-proxy: build
 	python3 tests/bench/proxy.py
+
+# Needs root: network namespaces, iptables, the porin agent's BPF programs.
+bench-datapath: build
+	python3 tests/bench/datapath.py
 
 bench-filters: setup
 	$(CARGO) bench -p porin --bench filter_decision

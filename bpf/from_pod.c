@@ -31,12 +31,13 @@ int from_pod(struct __sk_buff *skb)
 	if (ret)
 		return drop(skb, &f, ret);
 
-	/* No endpoint: an uplink, where the source has no policy of ours. */
+	/* This hook sits only on pods' veths: a source that is not the pod
+	 * behind this interface is spoofed, and would dodge its egress policy. */
 	src = endpoint_lookup(f.pkt.tuple.saddr);
 	dst = endpoint_lookup(f.pkt.tuple.daddr);
 	f.src_identity = identity_of(f.pkt.tuple.saddr, src);
 	f.dst_identity = identity_of(f.pkt.tuple.daddr, dst);
-	if (src && src->ifindex != skb->ifindex)
+	if (!src || src->ifindex != skb->ifindex)
 		return drop(skb, &f, DROP_INVALID_SOURCE_IP);
 
 	if (f.pkt.icmp_error)

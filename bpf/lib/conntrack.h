@@ -103,21 +103,27 @@ static __always_inline bool ct_related(const struct ct_key *inner, __u8 out, __u
 	return ct_lookup_live(&key, now) != NULL;
 }
 
-/* CT_F_CLOSING after FIN or RST; a new SYN on the tuple starts over. */
-static __always_inline __u16 ct_tcp_state(const struct packet *pkt, __u16 flags)
+/* Closing once both sides sent FIN (a half-closed connection still carries
+ * data the other way) or after RST; a new SYN on the tuple starts over. */
+static __always_inline __u16 ct_tcp_state(const struct flow *f, __u16 flags)
 {
+	const struct packet *pkt = &f->pkt;
+
 	if (pkt->tuple.protocol != IPPROTO_TCP)
 		return flags;
-	if (pkt->tcp_flags & (TH_FIN | TH_RST))
-		return flags | CT_F_CLOSING;
 	if (tcp_is_syn(pkt))
-		return flags & ~CT_F_CLOSING;
+		return flags & ~(CT_F_CLOSING | CT_F_FIN_ORIGINAL | CT_F_FIN_REPLY);
+	if (pkt->tcp_flags & TH_FIN)
+		flags |= f->is_reply ? CT_F_FIN_REPLY : CT_F_FIN_ORIGINAL;
+	if ((pkt->tcp_flags & TH_RST) ||
+	    ((flags & CT_F_FIN_ORIGINAL) && (flags & CT_F_FIN_REPLY)))
+		flags |= CT_F_CLOSING;
 	return flags;
 }
 
 static __always_inline void ct_refresh(struct ct_entry *entry, const struct flow *f, __u32 len)
 {
-	__u16 flags = ct_tcp_state(&f->pkt, entry->flags);
+	__u16 flags = ct_tcp_state(f, entry->flags);
 
 	__sync_fetch_and_add(&entry->packets, 1);
 	__sync_fetch_and_add(&entry->bytes, len);
@@ -141,7 +147,7 @@ static __always_inline int ct_create(const struct flow *f, const struct verdict 
 		.revision = f->revision,
 		.remote_identity = remote_identity,
 		.proxy_port = v->proxy_port,
-		.flags = ct_tcp_state(&f->pkt, flags),
+		.flags = ct_tcp_state(f, flags),
 		.packets = 1,
 		.bytes = len,
 	};

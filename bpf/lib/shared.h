@@ -96,7 +96,9 @@ struct ct_key {
 #define CT_F_REDIRECT (1U << 0)      /* steered to the L7 proxy */
 #define CT_F_MARK_IDENTITY (1U << 1) /* source identity came from the proxy's mark */
 #define CT_F_SEEN_REPLY (1U << 2)
-#define CT_F_CLOSING (1U << 3)       /* FIN or RST seen */
+#define CT_F_CLOSING (1U << 3)       /* FIN both ways, or RST, seen */
+#define CT_F_FIN_ORIGINAL (1U << 4)  /* FIN from the side that opened the flow */
+#define CT_F_FIN_REPLY (1U << 5)     /* FIN from the other side */
 
 struct ct_entry {
 	__u64 last_seen_ns;     /* bpf_ktime_get_ns() */

@@ -1,6 +1,8 @@
 //! porin's integration tests: one binary, one module per area.
 
+mod datapath;
 mod filter_cli;
+mod netns_fixture;
 mod policy_cli;
 mod proxy;
 mod proxy_protocols;

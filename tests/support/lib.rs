@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use porin::cli::Cli;
 
+pub mod agent;
+pub mod netns;
+
 /// A fixture file or directory under `tests/fixtures`.
 pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
@@ -141,22 +144,33 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start() -> Option<Nginx> {
-        if !have("nginx") && !have("/usr/sbin/nginx") {
-            return None;
-        }
-        let dir = TempDir::new("nginx");
         let port = free_port();
+        let nginx = Nginx::spawn(&format!("127.0.0.1:{port}"), port, |n| std::process::Command::new(n))?;
+        wait_for_port(port);
+        Some(nginx)
+    }
+
+    /// nginx listening on `listen`, started by `command` (in a pod, say).
+    pub fn spawn(
+        listen: &str,
+        port: u16,
+        command: impl FnOnce(&str) -> std::process::Command,
+    ) -> Option<Nginx> {
+        let nginx = match std::path::Path::new("/usr/sbin/nginx").exists() {
+            true => "/usr/sbin/nginx",
+            false if have("nginx") => "nginx",
+            false => return None,
+        };
+        let dir = TempDir::new("nginx");
         std::fs::create_dir_all(dir.path("logs")).unwrap();
         let config = format!(
             "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {log};\nevents {{ worker_connections 1024; }}\n\
-             http {{ access_log off; keepalive_requests 10000;\n  server {{ listen 127.0.0.1:{port};\n    location / {{ return 200 \"hello from nginx\\n\"; }}\n  }}\n}}\n",
+             http {{ access_log off; keepalive_requests 10000;\n  server {{ listen {listen};\n    location / {{ return 200 \"hello from nginx\\n\"; }}\n  }}\n}}\n",
             pid = dir.path("nginx.pid").display(),
             log = dir.path("logs/error.log").display(),
         );
         std::fs::write(dir.path("nginx.conf"), config).unwrap();
-        let nginx =
-            if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
-        let child = std::process::Command::new(nginx)
+        let child = command(nginx)
             .arg("-c")
             .arg(dir.path("nginx.conf"))
             .arg("-p")
@@ -164,9 +178,7 @@ impl Nginx {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nginx starts");
-        let process = Process(child);
-        wait_for_port(port);
-        Some(Nginx { port, _process: process, _dir: dir })
+        Some(Nginx { port, _process: Process(child), _dir: dir })
     }
 }
 
@@ -177,36 +189,24 @@ pub fn porin_binary() -> PathBuf {
     dir.join("porin")
 }
 
-/// `porin gateway -c CONFIG --log-flows`, stopped with SIGTERM when dropped.
+/// A long-running `porin` command (gateway, agent) whose output is
+/// collected; stopped with SIGTERM (then SIGKILL) when dropped.
 #[derive(Debug)]
-pub struct Gateway {
-    pub config: PathBuf,
+pub struct Daemon {
     child: Option<std::process::Child>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stdout: std::sync::Arc<std::sync::Mutex<String>>,
-    _dir: TempDir,
 }
 
-impl Gateway {
-    /// Starts a gateway with `config` (YAML) and waits until it listens.
-    pub fn start(config: &str) -> Gateway {
-        Self::start_with(config, |_| {})
-    }
-
-    /// Like [`Gateway::start`]; `prepare` can put files (filters) in the directory first.
-    pub fn start_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Gateway {
+impl Daemon {
+    /// Starts `command` and waits until its stderr shows `ready`.
+    pub fn start(mut command: std::process::Command, ready: &str) -> Daemon {
         use std::io::BufRead;
-        let dir = TempDir::new("gateway");
-        prepare(&dir.0);
-        let path = dir.path("gateway.yaml");
-        std::fs::write(&path, config.replace("{dir}", &dir.0.display().to_string())).unwrap();
-        let mut child = std::process::Command::new(porin_binary())
-            .args(["gateway", "--log-flows", "-c"])
-            .arg(&path)
+        let mut child = command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("porin gateway starts");
+            .unwrap_or_else(|err| panic!("{command:?} does not start: {err}"));
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         for (pipe, sink) in [
@@ -221,9 +221,9 @@ impl Gateway {
                 }
             });
         }
-        let gateway = Gateway { config: path, child: Some(child), stderr, stdout, _dir: dir };
-        gateway.wait_for_stderr("listening on", 1);
-        gateway
+        let daemon = Daemon { child: Some(child), stderr, stdout };
+        daemon.wait_for_stderr(ready, 1);
+        daemon
     }
 
     /// Waits until `needle` appears `count` times on stderr.
@@ -232,16 +232,26 @@ impl Gateway {
             if self.stderr.lock().unwrap().matches(needle).count() >= count {
                 return;
             }
+            if let Some(status) = self.exited() {
+                panic!("porin exited ({status}) before printing {needle:?}:\n{}", self.stderr());
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("gateway never printed {needle:?}:\n{}", self.stderr.lock().unwrap());
+        panic!("porin never printed {needle:?}:\n{}", self.stderr.lock().unwrap());
+    }
+
+    fn exited(&self) -> Option<String> {
+        let pid = self.child.as_ref()?.id();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // A zombie has exited; nobody reaped it yet.
+        (state.split_whitespace().nth(2) == Some("Z")).then(|| "exited".to_string())
     }
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// The flows printed so far.
+    /// The flows printed so far (JSON lines on stdout).
     pub fn flows(&self) -> Vec<serde_json::Value> {
         std::thread::sleep(std::time::Duration::from_millis(200));
         self.stdout
@@ -252,20 +262,15 @@ impl Gateway {
             .collect()
     }
 
-    /// Sends a signal to the gateway process.
+    /// Sends a signal to the process.
     pub fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
             send_signal(child.id(), signal);
         }
     }
-}
 
-fn send_signal(pid: u32, signal: &str) {
-    std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().ok();
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
+    /// Stops the process and waits for it.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             send_signal(child.id(), "TERM");
             for _ in 0..100 {
@@ -278,6 +283,50 @@ impl Drop for Gateway {
             child.wait().ok();
         }
     }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `porin gateway -c CONFIG --log-flows`.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: PathBuf,
+    pub daemon: Daemon,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway with `config` (YAML) and waits until it listens.
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with(config, |_| {})
+    }
+
+    /// Like [`Gateway::start`]; `prepare` can put files (filters) in the directory first.
+    pub fn start_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Gateway {
+        let dir = TempDir::new("gateway");
+        prepare(&dir.0);
+        let path = dir.path("gateway.yaml");
+        std::fs::write(&path, config.replace("{dir}", &dir.0.display().to_string())).unwrap();
+        let mut command = std::process::Command::new(porin_binary());
+        command.args(["gateway", "--log-flows", "-c"]).arg(&path);
+        Gateway { config: path, daemon: Daemon::start(command, "listening on"), _dir: dir }
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().ok();
 }
 
 /// Runs curl with `args`; returns (HTTP status, body).

@@ -110,7 +110,8 @@ impl Agent {
             self.datapath.attach(name, *index)?;
             attached.insert(name.clone());
         }
-        let maps = match self.writer.write(&policy, &local) {
+        let host = datapath::node_addresses()?;
+        let maps = match self.writer.write(&policy, &local, &host) {
             Ok(maps) => maps,
             Err(err) => {
                 self.resolver.update(self.policy.clone());

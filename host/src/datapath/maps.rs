@@ -67,13 +67,18 @@ impl MapWriter {
     }
 
     /// Makes the maps say what `policy` says for the endpoints on this node
-    /// (`local`: pod address → host-side interface index).
+    /// (`local`: pod address → host-side interface index; `host`: the
+    /// node's own addresses).
     pub fn write(
         &mut self,
         policy: &ResolvedPolicy,
         local: &BTreeMap<Ipv4Addr, u32>,
+        host: &[Ipv4Addr],
     ) -> anyhow::Result<WriteSummary> {
-        let desired = self.desired(policy, local)?;
+        let mut desired = self.desired(policy, local)?;
+        for address in host {
+            desired.ipcache.insert((32, address.octets()), IpcacheValue { identity: reserved::HOST.0 });
+        }
         for (map, wanted, size) in [
             ("ipcache", desired.ipcache.len(), self.sizes.ipcache),
             ("endpoints", desired.endpoints.len(), self.sizes.endpoints),

@@ -15,7 +15,7 @@ mod routing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -27,7 +27,7 @@ use aya::{Ebpf, EbpfLoader};
 
 pub use events::{EventReader, EventRing, flow_of};
 pub use maps::{MapWriter, WriteSummary};
-pub use routing::{endpoint_interfaces, install_redirect_routing, remove_redirect_routing};
+pub use routing::{endpoint_interfaces, install_redirect_routing, node_addresses, remove_redirect_routing};
 
 use self::abi::{CtEntry, CtKey};
 
@@ -118,8 +118,9 @@ fn link_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("links")
 }
 
+/// `links/<interface>/<program>` (bpffs reserves names with dots).
 fn link_pin(pin_dir: &Path, interface: &str, hook: Hook) -> PathBuf {
-    link_dir(pin_dir).join(format!("{interface}.{}", hook.program()))
+    link_dir(pin_dir).join(interface).join(hook.program())
 }
 
 /// Mounts the BPF filesystem at /sys/fs/bpf when nothing is mounted there.
@@ -190,6 +191,7 @@ impl Datapath {
     pub fn attach(&mut self, interface: &str, ifindex: u32) -> anyhow::Result<()> {
         for hook in Hook::ALL {
             let pin = link_pin(&self.settings.pin_dir, interface, hook);
+            std::fs::create_dir_all(pin.parent().expect("a link directory"))?;
             let ebpf = &mut self.objects.iter_mut().find(|(h, _)| *h == hook).expect("both hooks loaded").1;
             let program = program(ebpf, hook)?;
             let existing = pin.exists().then(|| PinnedLink::from_pin(&pin)).transpose();
@@ -219,22 +221,13 @@ impl Datapath {
 
     /// Detaches from every interface not in `keep` (pods that are gone).
     pub fn detach_others(&self, keep: &BTreeSet<String>) -> anyhow::Result<()> {
-        for pin in pinned_links(&self.settings.pin_dir)? {
-            let name = pin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let interface = name.rsplit_once('.').map_or(name, |(interface, _)| interface);
-            if !keep.contains(interface) {
-                detach(&pin)?;
+        for (interface, pins) in pinned_links(&self.settings.pin_dir)? {
+            if !keep.contains(&interface) {
+                pins.iter().try_for_each(|pin| detach(pin))?;
+                std::fs::remove_dir(link_dir(&self.settings.pin_dir).join(&interface)).ok();
             }
         }
         Ok(())
-    }
-
-    /// The interfaces with pinned links.
-    pub fn attached_interfaces(&self) -> anyhow::Result<BTreeSet<String>> {
-        Ok(pinned_links(&self.settings.pin_dir)?
-            .iter()
-            .filter_map(|pin| pin.file_name()?.to_str()?.rsplit_once('.').map(|(i, _)| i.to_string()))
-            .collect())
     }
 }
 
@@ -243,12 +236,21 @@ fn program(ebpf: &mut Ebpf, hook: Hook) -> anyhow::Result<&mut SchedClassifier> 
     Ok(program.try_into()?)
 }
 
-fn pinned_links(pin_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    match std::fs::read_dir(link_dir(pin_dir)) {
-        Ok(entries) => Ok(entries.filter_map(|e| Some(e.ok()?.path())).collect()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(err).context("reading the pinned links"),
+/// The pinned links, by interface.
+fn pinned_links(pin_dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<PathBuf>>> {
+    let list = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => Ok(entries.filter_map(|e| Some(e.ok()?.path())).collect()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
+    };
+    let mut links = BTreeMap::new();
+    for dir in list(&link_dir(pin_dir)).context("reading the pinned links")? {
+        let interface = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        links.insert(interface, list(&dir).context("reading the pinned links")?);
     }
+    Ok(links)
 }
 
 /// Unpins a link, which detaches its program.
@@ -263,8 +265,8 @@ fn detach(pin: &Path) -> anyhow::Result<()> {
 /// Removes everything an agent installed: links (detaching the programs),
 /// pinned maps, the pin directory and the redirect routing.
 pub fn uninstall(pin_dir: &Path) -> anyhow::Result<()> {
-    for pin in pinned_links(pin_dir)? {
-        detach(&pin)?;
+    for pin in pinned_links(pin_dir)?.values().flatten() {
+        detach(pin)?;
     }
     for dir in [link_dir(pin_dir), map_dir(pin_dir)] {
         if dir.exists() {

@@ -81,3 +81,20 @@ pub fn endpoint_interfaces() -> anyhow::Result<BTreeMap<Ipv4Addr, (String, u32)>
         })
         .collect())
 }
+
+#[derive(Debug, Deserialize)]
+struct AddressInfo {
+    local: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkAddresses {
+    addr_info: Vec<AddressInfo>,
+}
+
+/// The node's own IPv4 addresses: traffic from them is the `host` entity.
+pub fn node_addresses() -> anyhow::Result<Vec<Ipv4Addr>> {
+    let links: Vec<LinkAddresses> =
+        serde_json::from_str(&ip(&["-4", "-j", "addr", "show"])?).context("ip addr")?;
+    Ok(links.iter().flat_map(|l| &l.addr_info).filter_map(|a| a.local.parse().ok()).collect())
+}

@@ -114,7 +114,7 @@ impl Loaded {
                 _ => None,
             })
             .collect();
-        self.writer.write(policy, &local).expect("maps written");
+        self.writer.write(policy, &local, &[]).expect("maps written");
     }
 
     fn run(&mut self, hook: Hook, packet: &Packet) -> u32 {
@@ -278,7 +278,7 @@ fn revoking_an_allow_stops_an_established_connection() {
     assert_eq!(dp.run(Hook::ToPod, &data), TC_ACT_UNSPEC);
 
     // The allow goes away but a deny-all stays: the next packet of the
-    // established connection is dropped, in both directions.
+    // established connection is dropped.
     let deny_all = r#"
 ---
 apiVersion: cilium.io/v2
@@ -294,7 +294,10 @@ spec:
     assert_eq!(dp.run(Hook::ToPod, &data), TC_ACT_SHOT);
     let revoked = dp.events();
     assert!(revoked.iter().any(|e| e.kind == abi::EVENT_REVOKED), "{revoked:?}");
-    assert_eq!(dp.run(Hook::FromPod, &data.reply(ACK)), TC_ACT_SHOT);
+    // The entry is gone: the next packet is judged as new, and denied.
+    assert_eq!(dp.run(Hook::ToPod, &data), TC_ACT_SHOT);
+    let conntrack: Vec<_> = dp.writer.maps().conntrack.iter().collect();
+    assert!(conntrack.is_empty(), "{conntrack:?}");
 
     // Allowing again lets new connections through.
     dp.write(&with_policy);

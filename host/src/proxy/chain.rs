@@ -133,7 +133,8 @@ impl StreamChain {
         self.links.iter().map(|link| link.session.buffered(reply)).sum()
     }
 
-    /// Stage `index` and where its output goes.
+    /// Stage `index` and where its output goes. A single stage writes
+    /// straight into `out`, as if there were no chain.
     fn link<'a>(
         &'a mut self,
         index: usize,
@@ -142,7 +143,7 @@ impl StreamChain {
         let (before, after) = self.inboxes.split_at_mut(index);
         let onward = Onward {
             upstream: after.get_mut(1).map_or(&mut out.to_upstream, |next| &mut next[0].data),
-            client: { let _ = before; &mut out.to_client },
+            client: before.last_mut().map_or(&mut out.to_client, |previous| &mut previous[1].data),
         };
         (&mut self.links[index], onward)
     }
@@ -158,10 +159,12 @@ impl StreamChain {
         let (link, mut onward) = self.link(index, out);
         let result = link.session.data(reply, data, end, &mut onward);
         link.reporter.records(link.session.take_records());
-        // A side that ended here ends at the next stage too, after what this one passed.
-        let next = if reply { index.checked_sub(1) } else { Some(index + 1) };
-        if let Some(inbox) = next.filter(|_| end).and_then(|next| self.inboxes.get_mut(next)) {
-            inbox[reply as usize].end = true;
+        if end {
+            // The side ends at the next stage too, after what this one passed.
+            let next = if reply { index.checked_sub(1) } else { Some(index + 1) };
+            if let Some(inbox) = next.and_then(|next| self.inboxes.get_mut(next)) {
+                inbox[reply as usize].end = true;
+            }
         }
         result
     }
@@ -209,7 +212,7 @@ impl DatagramChain {
                 DatagramVerdict::Drop => return DatagramVerdict::Drop,
                 DatagramVerdict::Reply(answer) => {
                     // The answer goes to the client through the stages before this one.
-                    let passed = true;
+                    let passed = self.pass_back(index, &answer);
                     return if passed { DatagramVerdict::Reply(answer) } else { DatagramVerdict::Drop };
                 }
             }

@@ -44,6 +44,7 @@ async fn writer(mut half: OwnedWriteHalf, mut queue: mpsc::Receiver<Write>) {
 /// Serves one accepted connection.
 pub(super) async fn serve(client: TcpStream, listener: Rc<Listener>, ctx: Rc<WorkerContext>) {
     let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else { return };
+    // A route without a filter stage is refused: nothing would enforce the policy.
     let route = listener.resolver.resolve(peer, local, Transport::Tcp).filter(|r| !r.stages.is_empty());
     let Some(route) = route else {
         FlowReporter::unrouted(&ctx, peer, local, true);

@@ -75,9 +75,9 @@ fn l7_flows(flows: &mut broadcast::Receiver<Arc<Flow>>) -> Vec<String> {
     seen
 }
 
-/// An HTTP server that answers every request `200 ok` and closes; it sends
-/// the request lines it saw on the channel.
-fn http_server() -> (SocketAddr, mpsc::Receiver<String>) {
+/// An HTTP server that answers every request with `answer` and closes; it
+/// sends the request lines it saw on the channel.
+fn http_server(answer: &'static [u8]) -> (SocketAddr, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (seen, requests) = mpsc::channel();
     let address = listener.local_addr().unwrap();
@@ -85,7 +85,7 @@ fn http_server() -> (SocketAddr, mpsc::Receiver<String>) {
         for mut stream in listener.incoming().map_while(Result::ok) {
             let Some(head) = read_head(&mut stream) else { continue };
             seen.send(head.lines().next().unwrap_or_default().to_string()).ok();
-            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").ok();
+            stream.write_all(answer).ok();
         }
     });
     (address, requests)
@@ -103,20 +103,23 @@ fn read_head(stream: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-/// Sends one request through the proxy on a new connection; the status of
-/// the response.
-fn status(proxy: &Proxy, method: &str, path: &str) -> u16 {
+/// Sends one request through the proxy on a new connection.
+fn request(proxy: &Proxy, method: &str, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(proxy.bound[0]).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: api\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
     stream
-        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: api\r\ncontent-length: 0\r\n\r\n").as_bytes())
-        .unwrap();
-    let head = read_head(&mut stream).expect("a response");
+}
+
+/// The status of the response to one request.
+fn status(proxy: &Proxy, method: &str, path: &str) -> u16 {
+    let head = read_head(&mut request(proxy, method, path)).expect("a response");
     head[9..12].parse().unwrap()
 }
 
 #[test]
 fn each_http_stage_enforces_its_own_rules_and_reports_its_own_flows() {
-    let (server, requests) = http_server();
+    let (server, requests) = http_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     let (proxy, mut flows) = chained_proxy(
         Transport::Tcp,
         "http",
@@ -168,6 +171,29 @@ fn an_unreachable_upstream_is_answered_by_the_last_stage_through_the_first() {
             "Ingress 2 Forwarded REQUEST GET",
             "Ingress 2 Error RESPONSE 503",
             "Egress 1 Forwarded RESPONSE 503",
+        ]
+    );
+    proxy.shutdown();
+}
+
+#[test]
+fn the_upstream_closing_reaches_every_stage() {
+    // Cut off inside a chunk-size line: a stage notices only at the end of the stream.
+    let (server, _) = http_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5");
+    let (proxy, mut flows) =
+        chained_proxy(Transport::Tcp, "http", r#"{"http":[{}]}"#, r#"{"http":[{}]}"#, server);
+    let mut stream = request(&proxy, "GET", "/");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&response));
+    let errors: Vec<String> = l7_flows(&mut flows).into_iter().filter(|f| f.contains(" Error ")).collect();
+    assert_eq!(
+        errors,
+        [
+            "Ingress 2 Error RESPONSE ",
+            "Ingress 2 Error REQUEST ",
+            "Egress 1 Error RESPONSE ",
+            "Egress 1 Error REQUEST "
         ]
     );
     proxy.shutdown();

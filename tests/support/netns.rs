@@ -102,7 +102,7 @@ impl Node {
             "pod {namespace}/{name} ({ip}) is already on node {}",
             self.name
         );
-        let netns = format!("{}-p{}", self.name, self.pods.len());
+        let netns = format!("{}-p{}", self.name, self.pod_netns.len());
         self.pod_netns.push(netns.clone());
         run("ip", &["netns", "add", &netns]);
         let host_if = host_interface_name(&self.name, namespace, name);

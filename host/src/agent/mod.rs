@@ -80,7 +80,8 @@ impl Agent {
         let (workloads, found) = Workloads::from_manifests(&manifests);
         manifests.diagnostics.extend(found);
         if manifests.objects.is_empty() && has_errors(&manifests.diagnostics) {
-            let first = manifests.diagnostics.iter().find(|d| d.severity == Severity::Error).expect("an error");
+            let first =
+                manifests.diagnostics.iter().find(|d| d.severity == Severity::Error).expect("an error");
             anyhow::bail!("no policy source could be read ({first}); the policy in force stays");
         }
         let policy = Arc::new(policy::recompile(&manifests, &workloads, &self.policy));

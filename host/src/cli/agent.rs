@@ -54,7 +54,12 @@ pub enum AgentCommand {
     },
 }
 
-fn transparent_listener(name: &str, port: u16, transport: Transport, resolver: &Arc<PolicyResolver>) -> Listener {
+fn transparent_listener(
+    name: &str,
+    port: u16,
+    transport: Transport,
+    resolver: &Arc<PolicyResolver>,
+) -> Listener {
     Listener {
         name: name.to_string(),
         listen: SocketAddr::from(([0, 0, 0, 0], port)),
@@ -95,7 +100,8 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     let mut datapath = Datapath::load(settings.clone())?;
     let events = datapath.take_events()?;
     datapath::install_redirect_routing()?;
-    let mut agent = Agent::new(args.manifests.clone(), registry, resolver, datapath, args.proxy_port, &settings)?;
+    let mut agent =
+        Agent::new(args.manifests.clone(), registry, resolver, datapath, args.proxy_port, &settings)?;
     let report = |agent: &mut Agent, err: &mut dyn Write| -> anyhow::Result<()> {
         let applied = agent.apply()?;
         for diagnostic in &applied.diagnostics {
@@ -106,7 +112,11 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
             err,
             "porin agent: policy revision {}: {} local endpoints, {} policy entries, {} ipcache entries \
              ({} written, {} removed)",
-            maps.revision, applied.local_endpoints, maps.policy_entries, maps.ipcache_entries, maps.changed,
+            maps.revision,
+            applied.local_endpoints,
+            maps.policy_entries,
+            maps.ipcache_entries,
+            maps.changed,
             maps.removed
         )?;
         Ok(())

@@ -62,16 +62,8 @@ pub const VERDICT_DROPPED: u8 = 2;
 pub const VERDICT_REDIRECTED: u8 = 3;
 
 /// Indexes of the per-CPU counters, with the names the agent reports.
-pub const COUNTERS: [&str; 8] = [
-    "forwarded",
-    "dropped",
-    "redirected",
-    "ct_created",
-    "ct_full",
-    "revalidated",
-    "revoked",
-    "events_lost",
-];
+pub const COUNTERS: [&str; 8] =
+    ["forwarded", "dropped", "redirected", "ct_created", "ct_full", "revalidated", "revoked", "events_lost"];
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

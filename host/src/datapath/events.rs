@@ -146,7 +146,9 @@ fn summary(event: &FlowEvent, l4: &L4, reason: Option<&str>) -> String {
         L4::Other { protocol } => format!("IP protocol {protocol}"),
     };
     match (event.kind, event.verdict, reason) {
-        (abi::EVENT_REVOKED, _, Some(reason)) => format!("{transport} connection revoked by policy ({reason})"),
+        (abi::EVENT_REVOKED, _, Some(reason)) => {
+            format!("{transport} connection revoked by policy ({reason})")
+        }
         (_, abi::VERDICT_REDIRECTED, _) => format!("{transport} to proxy port {}", event.proxy_port),
         (_, _, Some(reason)) => format!("{transport} dropped ({reason})"),
         _ => format!("{transport} new flow"),

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context, bail};
-use aya::maps::lpm_trie::Key;
 use aya::maps::MapError;
+use aya::maps::lpm_trie::Key;
 
 use super::Maps;
 use super::abi::*;
@@ -99,7 +99,8 @@ impl MapWriter {
         };
 
         let maps = &mut self.maps;
-        let current_ipcache = content(maps.ipcache.iter(), |k: Key<IpcacheKey>| (k.prefix_len(), k.data().addr))?;
+        let current_ipcache =
+            content(maps.ipcache.iter(), |k: Key<IpcacheKey>| (k.prefix_len(), k.data().addr))?;
         let current_endpoints = content(maps.endpoints.iter(), |k: [u8; 4]| k)?;
         let current_policy = content(maps.policy.iter(), |k: Key<PolicyKey>| (k.prefix_len(), k.data()))?;
 
@@ -146,11 +147,10 @@ impl MapWriter {
         desired.ipcache.insert((0, [0; 4]), IpcacheValue { identity: reserved::WORLD.0 });
         for (net, identity) in policy.ipcache() {
             if let ipnet::IpNet::V4(net) = net {
-                desired
-                    .ipcache
-                    .insert((u32::from(net.prefix_len()), net.network().octets()), IpcacheValue {
-                        identity: identity.0,
-                    });
+                desired.ipcache.insert(
+                    (u32::from(net.prefix_len()), net.network().octets()),
+                    IpcacheValue { identity: identity.0 },
+                );
             }
         }
 
@@ -250,8 +250,7 @@ fn policy_keys(
     };
     let make = |len: u32, protocol: u8, port: u16| {
         let key = PolicyKey { endpoint, identity, direction, protocol, port: port.to_be_bytes() };
-        let value =
-            PolicyValue { action, drop_reason, prefixlen: len as u8, pad: 0, proxy_port, pad2: 0 };
+        let value = PolicyValue { action, drop_reason, prefixlen: len as u8, pad: 0, proxy_port, pad2: 0 };
         (len, key, value)
     };
     if entry.protocol == Protocol::Any {
@@ -261,6 +260,8 @@ fn policy_keys(
         .ports
         .blocks()
         .into_iter()
-        .map(|(start, bits)| make(POLICY_PREFIX_FIXED + 8 + u32::from(bits), entry.protocol.ip_proto(), start))
+        .map(|(start, bits)| {
+            make(POLICY_PREFIX_FIXED + 8 + u32::from(bits), entry.protocol.ip_proto(), start)
+        })
         .collect()
 }

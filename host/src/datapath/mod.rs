@@ -232,7 +232,8 @@ impl Datapath {
 }
 
 fn program(ebpf: &mut Ebpf, hook: Hook) -> anyhow::Result<&mut SchedClassifier> {
-    let program = ebpf.program_mut(hook.program()).with_context(|| format!("no program {}", hook.program()))?;
+    let program =
+        ebpf.program_mut(hook.program()).with_context(|| format!("no program {}", hook.program()))?;
     Ok(program.try_into()?)
 }
 
@@ -265,6 +266,12 @@ fn detach(pin: &Path) -> anyhow::Result<()> {
 /// Removes everything an agent installed: links (detaching the programs),
 /// pinned maps, the pin directory and the redirect routing.
 pub fn uninstall(pin_dir: &Path) -> anyhow::Result<()> {
+    uninstall_pins(pin_dir)?;
+    remove_redirect_routing()
+}
+
+/// Removes the links and maps pinned under `pin_dir`, and the directory.
+fn uninstall_pins(pin_dir: &Path) -> anyhow::Result<()> {
     for pin in pinned_links(pin_dir)?.values().flatten() {
         detach(pin)?;
     }
@@ -276,5 +283,5 @@ pub fn uninstall(pin_dir: &Path) -> anyhow::Result<()> {
     if pin_dir.exists() {
         std::fs::remove_dir(pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
     }
-    remove_redirect_routing()
+    Ok(())
 }

@@ -79,12 +79,15 @@ struct Loaded {
     datapath: Datapath,
     writer: MapWriter,
     events: EventRing,
-    pin_dir: PathBuf,
+    _pins: Pins,
 }
 
-impl Drop for Loaded {
+/// Removes a pin directory, also when loading failed half-way.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
     fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.pin_dir).ok();
+        super::uninstall_pins(&self.0).ok();
     }
 }
 
@@ -96,11 +99,12 @@ impl Loaded {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let settings = Settings { pin_dir: pin_dir.clone(), ..Settings::default() };
+        let pins = Pins(pin_dir.clone());
+        let settings = Settings { pin_dir, ..Settings::default() };
         let mut datapath = Datapath::load(settings.clone()).expect("the datapath loads and verifies");
         let writer = MapWriter::new(datapath.take_maps().unwrap(), PROXY_PORT, &settings);
         let events = datapath.take_events().unwrap();
-        Loaded { datapath, writer, events, pin_dir }
+        Loaded { datapath, writer, events, _pins: pins }
     }
 
     /// Writes `policy` with every pod local on interface 1 (the loopback
@@ -122,7 +126,8 @@ impl Loaded {
         // struct __sk_buff up to `mark` (offset 8): the proxy's identity mark.
         let mut ctx = [0u8; 12];
         ctx[8..12].copy_from_slice(&packet.mark.to_ne_bytes());
-        let options = TestRunOptions { data_in: Some(&bytes), ctx_in: Some(&ctx), ..TestRunOptions::default() };
+        let options =
+            TestRunOptions { data_in: Some(&bytes), ctx_in: Some(&ctx), ..TestRunOptions::default() };
         let ebpf = &mut self.datapath.objects.iter_mut().find(|(h, _)| *h == hook).unwrap().1;
         let program: &SchedClassifier = program(ebpf, hook).unwrap();
         program.test_run(options).expect("BPF_PROG_TEST_RUN").return_value
@@ -252,12 +257,12 @@ fn ingress_policy_allows_denies_and_tracks_replies() {
         .filter(|e| e.kind == abi::EVENT_DROP)
         .map(|e| (u16::from_be_bytes(e.dport), e.drop_reason))
         .collect();
-    assert_eq!(drop_reasons, [
-        (8101, abi::DROP_POLICY_DENIED),
-        (8080, abi::DROP_POLICY_DENY),
-        (80, abi::DROP_POLICY_DENIED)
-    ]);
-    let new_flow = events.iter().find(|e| e.kind == abi::EVENT_FLOW && e.direction == abi::DIR_INGRESS).unwrap();
+    assert_eq!(
+        drop_reasons,
+        [(8101, abi::DROP_POLICY_DENIED), (8080, abi::DROP_POLICY_DENY), (80, abi::DROP_POLICY_DENIED)]
+    );
+    let new_flow =
+        events.iter().find(|e| e.kind == abi::EVENT_FLOW && e.direction == abi::DIR_INGRESS).unwrap();
     assert_eq!((new_flow.saddr, new_flow.daddr), (WEB.octets(), API.octets()));
     let policy = compiled(MANIFESTS);
     let identity = |name: &str| policy.endpoint("app", name).unwrap().identity.0;
@@ -345,7 +350,8 @@ fn icmp_echo_follows_l3_policy_and_replies_pass() {
     }
     let mut dp = Loaded::new();
     dp.write(&compiled(MANIFESTS));
-    let echo = |source| Packet { source, destination: API, protocol: 1, sport: 7, dport: 0, flags: 8, mark: 0 };
+    let echo =
+        |source| Packet { source, destination: API, protocol: 1, sport: 7, dport: 0, flags: 8, mark: 0 };
     // api's ingress names ports only, so ICMP is default-denied...
     assert_eq!(dp.run(Hook::ToPod, &echo(WEB)), TC_ACT_SHOT);
     // ...and allowed when nothing enforces ingress; the echo reply passes back.
@@ -412,7 +418,8 @@ fn the_datapath_decides_like_the_policy_engine() {
         let expected_policy = api.policy.clone();
         dp.write(&policy);
         for _ in 0..40 {
-            let (source, identity) = if rng.below(2) == 0 { (WEB, identities[0]) } else { (OTHER, identities[1]) };
+            let (source, identity) =
+                if rng.below(2) == 0 { (WEB, identities[0]) } else { (OTHER, identities[1]) };
             let protocol = if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp };
             let port = 70 + rng.below(35) as u16;
             sport += 1;
@@ -422,7 +429,11 @@ fn the_datapath_decides_like_the_policy_engine() {
             packet.mark = crate::proxy::mark::identity_mark(identity.0);
             let lookup = expected_policy.ingress.lookup(identity, protocol, port);
             let want = if lookup.allowed() { TC_ACT_UNSPEC } else { TC_ACT_SHOT };
-            assert_eq!(dp.run(Hook::ToPod, &packet), want, "round {round}: {protocol} {port} from {identity:?}: {lookup:?}");
+            assert_eq!(
+                dp.run(Hook::ToPod, &packet),
+                want,
+                "round {round}: {protocol} {port} from {identity:?}: {lookup:?}"
+            );
         }
     }
 }

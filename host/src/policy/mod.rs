@@ -105,7 +105,11 @@ pub fn recompile(manifests: &Manifests, workloads: &Workloads, previous: &Resolv
     compile_with_rule_sets(manifests, workloads, previous.rule_sets.clone())
 }
 
-fn compile_with_rule_sets(manifests: &Manifests, workloads: &Workloads, rule_sets: RuleSets) -> ResolvedPolicy {
+fn compile_with_rule_sets(
+    manifests: &Manifests,
+    workloads: &Workloads,
+    rule_sets: RuleSets,
+) -> ResolvedPolicy {
     let mut diagnostics = manifests.diagnostics.clone();
     let mut specs: Vec<PolicySpec> = Vec::new();
     let mut policies = Vec::new();

@@ -151,11 +151,7 @@ impl PortRange {
 
     /// Prefix length of the block of [`PortRange::blocks`] that contains `port`.
     pub fn prefix_len_at(self, port: u16) -> u8 {
-        self.blocks()
-            .into_iter()
-            .rev()
-            .find(|&(start, _)| start <= port)
-            .map_or(16, |(_, len)| len)
+        self.blocks().into_iter().rev().find(|&(start, _)| start <= port).map_or(16, |(_, len)| len)
     }
 }
 

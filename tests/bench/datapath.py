@@ -42,7 +42,9 @@ Configurations:
                   server, each allowing 50 distinct /32s (``fromCIDR``) on a
                   distinct port, plus one allowing the client on 80 and 5201:
                   the same (peer, port) pairs as the iptables rows. The
-                  entries column is the count ``porin policy compile`` reports.
+                  entries column is the number of policy entries the agent
+                  reports writing to the datapath (``porin policy compile``
+                  counts them first; a difference is reported).
 
 Before measuring, each row is checked: the client gets the file (200), and a
 connection to a port nothing allows (8081) is dropped (timeout) where a policy
@@ -79,6 +81,7 @@ import atexit
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -108,6 +111,7 @@ from proxy import (  # noqa: E402  (the helpers the proxy benchmark already has)
 
 NETNS_PREFIX = "porin-bd-"
 PIN_DIR = Path(f"/sys/fs/bpf/porin-bench-{os.getpid()}")
+TMP_PREFIX = "porin-bench-datapath-"
 GATEWAY = "169.254.1.1"
 NAMESPACE = "bench"
 CLIENT_IP = "10.244.1.10"
@@ -172,8 +176,9 @@ def delete_netns(netns: str) -> None:
 
 
 def remove_stale(porin: str | None) -> None:
-    """Namespaces `porin-bd-<pid>-*` and pin directories `porin-bench-<pid>`
-    of a run whose process is gone (killed before it could clean up)."""
+    """Namespaces `porin-bd-<pid>-*`, pin directories `porin-bench-<pid>` and
+    scratch directories of a run whose process is gone (killed before it
+    could clean up)."""
     for netns in list_netns():
         if not netns.startswith(NETNS_PREFIX):
             continue
@@ -188,6 +193,10 @@ def remove_stale(porin: str | None) -> None:
             if porin:
                 run([porin, "agent", "uninstall", "--pin-dir", str(pins)], check=False)
             shutil.rmtree(pins, ignore_errors=True)
+    for scratch in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        pid = scratch.name.removeprefix(TMP_PREFIX).split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Node:
@@ -469,15 +478,18 @@ class Porin:
         self.binary, self.node, self.procs = binary, node, procs
         self.proc = None
 
-    def start(self, manifests: Path, timeout: float) -> None:
+    def start(self, manifests: Path, timeout: float) -> str:
+        """Starts the agent and waits for `datapath ready`; returns what it
+        printed meanwhile."""
         argv = self.node.keeping_mounts([self.binary, "agent", "-f", str(manifests), "--pin-dir", str(PIN_DIR)])
         log = self.procs.tmp / "porin-agent.log"
         offset = log.stat().st_size if log.exists() else 0  # the log of earlier rows comes first
         self.proc = self.procs.start("porin-agent", argv)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if b"datapath ready" in log.read_bytes()[offset:]:
-                return
+            text = log.read_bytes()[offset:].decode(errors="replace")
+            if "datapath ready" in text:
+                return text
             if self.proc.popen.poll() is not None:
                 raise StartError(f"porin agent exited with {self.proc.popen.returncode}:\n{log_tail(self.proc)}")
             time.sleep(0.1)
@@ -557,15 +569,17 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
     if agent_missing:
         say(f"porin rows skipped: {agent_missing}")
 
-    # Entry counts first: cheap, and the porin rows report them.
+    # Entry counts first (the agent's own count replaces them when it reports one).
     if tools.get("porin"):
         for row in rows:
             if row.kind == "porin" and not row.skipped:
                 directory = tmp / f"manifests-{row.nominal}"
                 write_manifests(directory, row.nominal)
+                started = time.monotonic()
                 row.entries, row.entries_note = count_entries(tools["porin"], directory)
-                say(f"porin {row.nominal:,}: policy compile counts "
-                    f"{row.entries if row.entries is not None else '?'} entries {row.entries_note}".rstrip())
+                say(f"porin {row.nominal:,}: porin policy compile counts "
+                    f"{row.entries if row.entries is not None else '?'} entries "
+                    f"({time.monotonic() - started:.1f}s) {row.entries_note}".rstrip())
     for row in rows:
         if row.kind == "iptables":
             row.entries = iptables_rules(row.nominal)[1]
@@ -602,7 +616,12 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
             elif row.kind == "porin":
                 agent = Porin(tools["porin"], node, procs)
                 state["agent"] = agent
-                agent.start(tmp / f"manifests-{row.nominal}", args.agent_timeout)
+                printed = agent.start(tmp / f"manifests-{row.nominal}", args.agent_timeout)
+                reported = re.findall(r"(\d+) policy entries", printed)
+                if reported:  # what the agent wrote to the datapath's maps
+                    compiled, row.entries = row.entries, int(reported[-1])
+                    if compiled is not None and compiled != row.entries:
+                        row.entries_note = f"porin policy compile counts {compiled}, the agent reports {row.entries}"
             row.setup_seconds = time.monotonic() - started
             if row.kind != "none":
                 say(f"  set up in {row.setup_seconds:.1f}s")
@@ -630,9 +649,10 @@ def report(rows: list[Row], args) -> None:
     for r in rows:
         entries = "-" if r.entries is None else f"{r.entries:,}"
         if r.skipped or not r.runs:
-            table.append([r.label, entries, "skipped", "-", "-", "-", "-", "-"])
+            table.append([r.label, entries, "-", "skipped", "-", "-", "-", "-", "-"])
             continue
-        cells = [r.label + (" [INVALID]" if r.invalid else ""), entries]
+        setup = "-" if r.setup_seconds is None or r.kind == "none" else f"{r.setup_seconds:.1f}"
+        cells = [r.label + (" [INVALID]" if r.invalid else ""), entries, setup]
         for key, fmt in (("ka", "{:.0f}"), ("new", "{:.0f}"), ("gbps", "{:.2f}")):
             value = r.metric(key)
             spread = ""
@@ -650,7 +670,7 @@ def report(rows: list[Row], args) -> None:
         f"-c{args.new_conn_connections} -d{args.duration}s -H 'Connection: close'; iperf3 -t {args.iperf_duration}, "
         f"1 stream; " + (f"median of {args.runs} runs (min-max)" if args.runs > 1 else "1 run")
     )
-    print_table(["configuration", "entries", "req/s keep-alive", "req/s new-conn", "Gbit/s",
+    print_table(["configuration", "entries", "setup s", "req/s keep-alive", "req/s new-conn", "Gbit/s",
                  "ka vs none", "new vs none", "Gbit/s vs none"], table)
     for r in rows:
         if r.skipped:
@@ -660,7 +680,9 @@ def report(rows: list[Row], args) -> None:
         if r.entries_note:
             say(f"  {r.label}: entries: {r.entries_note}")
     say("  entries: iptables = rules walked in FORWARD (the jump, the conntrack accept, the N non-matching rules, "
-        "the 2 allows, the DROP); porin = policy entries `porin policy compile` reports for both pods")
+        "the 2 allows, the DROP); porin = the policy entries the agent reports writing for both pods "
+        "(else the count of `porin policy compile`)")
+    say("  setup s: from loading the rules (iptables-restore) or starting the agent to the datapath enforcing")
 
     say("")
     say("goal: porin stays flat (within 5%) from 0 to 50,000 entries, while iptables degrades")
@@ -678,7 +700,10 @@ def report(rows: list[Row], args) -> None:
                 mark = "PASS" if ratio >= 0.95 else "FAIL"
             else:
                 mark = "info"
-            say(f"  {mark}  {kind} {name} at {high.nominal:,} vs {low.nominal:,}: {ratio:.2f}")
+            lows, highs = [x[key] for x in low.runs], [x[key] for x in high.runs]
+            overlap = max(min(lows), min(highs)) <= min(max(lows), max(highs))
+            noise = "  (the runs' ranges overlap: within this machine's noise)" if overlap and len(low.runs) > 1 else ""
+            say(f"  {mark}  {kind} {name} at {high.nominal:,} vs {low.nominal:,}: {ratio:.2f}{noise}")
 
     flat("porin")
     flat("iptables")
@@ -759,7 +784,7 @@ def main() -> int:
     say(f"  machine  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine skews results)")
     say("")
 
-    tmp = Path(tempfile.mkdtemp(prefix="porin-bench-datapath-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
     tmp.chmod(0o755)  # nginx's workers (www-data) read the file from here
     procs = Processes(tmp)
     state: dict = {}

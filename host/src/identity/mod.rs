@@ -7,7 +7,7 @@
 
 mod entity;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -88,6 +88,8 @@ pub struct IdentityTable {
     by_labels: HashMap<LabelSet, NumericIdentity>,
     /// CIDR identities, longest prefix first, for IP lookups.
     prefixes: Vec<(IpNet, NumericIdentity)>,
+    /// CIDR identities in address order, for "which prefixes lie within".
+    by_address: Vec<(IpNet, NumericIdentity)>,
 }
 
 fn cidr_label(net: &IpNet) -> Label {
@@ -132,11 +134,13 @@ impl IdentityTable {
             prefixes.into_iter().map(|net| net.trunc()).filter(|n| n.prefix_len() > 0).collect();
         nets.sort();
         nets.dedup();
+        let named: HashSet<IpNet> = nets.iter().copied().collect();
         for (i, net) in nets.iter().enumerate() {
             // A prefix carries the labels of every named prefix that contains
             // it, so `toCIDR: 10.0.0.0/8` selects the identity of 10.1.0.0/16.
             let mut labels = vec![Label::reserved("world"), cidr_label(&default_route(net))];
-            labels.extend(nets.iter().filter(|outer| outer.contains(net)).map(cidr_label));
+            let supernets = std::iter::successors(Some(*net), IpNet::supernet);
+            labels.extend(supernets.filter(|outer| named.contains(outer)).map(|outer| cidr_label(&outer)));
             let id = NumericIdentity(FIRST_LOCAL_IDENTITY + i as u32);
             identities.push(Identity { id, kind: IdentityKind::Cidr(*net), labels: LabelSet::new(labels) });
         }
@@ -149,8 +153,25 @@ impl IdentityTable {
                 _ => None,
             })
             .collect();
+        let mut by_address = prefixes.clone();
+        by_address.sort();
         prefixes.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
-        IdentityTable { identities, by_labels, prefixes }
+        IdentityTable { identities, by_labels, prefixes, by_address }
+    }
+
+    /// The CIDR identities whose prefix lies within `net` (itself included).
+    pub fn cidrs_within(&self, net: IpNet) -> impl Iterator<Item = (IpNet, NumericIdentity)> + '_ {
+        let net = net.trunc();
+        // Stored prefixes are truncated, so those within `net` sit together
+        // in address order, from its network address to its broadcast one.
+        let start = self.by_address.partition_point(|(n, _)| {
+            (n.addr().is_ipv6(), n.addr()) < (net.addr().is_ipv6(), net.network())
+        });
+        self.by_address[start..]
+            .iter()
+            .take_while(move |(n, _)| n.addr().is_ipv6() == net.addr().is_ipv6() && n.addr() <= net.broadcast())
+            .filter(move |(n, _)| n.prefix_len() >= net.prefix_len())
+            .copied()
     }
 
     pub fn get(&self, id: NumericIdentity) -> Option<&Identity> {

@@ -24,7 +24,7 @@ use super::resolved::{
 use super::rule::{Peer, PolicySpec, Port, PortProtocol, PortRule, RuleRef};
 use crate::diagnostic::{Diagnostic, Location};
 use crate::endpoint::NamedPorts;
-use crate::identity::{Entity, IdentityKind, IdentityTable, NumericIdentity};
+use crate::identity::{Entity, IdentityTable, NumericIdentity};
 
 /// What an L3-only rule (no `toPorts`) allows: every port and protocol.
 static EVERY_PORT: LazyLock<[PortRule; 1]> = LazyLock::new(|| {
@@ -143,20 +143,16 @@ impl<'a> Resolver<'a> {
             Peer::Endpoints(selector) => {
                 Some(identities.iter().filter(|i| selector.matches(&i.labels)).map(|i| i.id).collect())
             }
-            Peer::Cidr { net, except } => Some(
-                identities
-                    .iter()
-                    .filter(|i| match i.kind {
-                        IdentityKind::Cidr(prefix) => {
-                            net.contains(&prefix) && !except.iter().any(|e| e.contains(&prefix))
-                        }
-                        // `world` is the /0 prefix.
-                        IdentityKind::Reserved => net.prefix_len() == 0 && i.is_world(),
-                        IdentityKind::Endpoint => false,
-                    })
-                    .map(|i| i.id)
-                    .collect(),
-            ),
+            Peer::Cidr { net, except } => {
+                let world = (net.prefix_len() == 0).then_some(crate::identity::reserved::WORLD);
+                let within = identities
+                    .cidrs_within(*net)
+                    .filter(|(prefix, _)| !except.iter().any(|e| e.contains(prefix)))
+                    .map(|(_, id)| id);
+                let mut selected: Vec<NumericIdentity> = world.into_iter().chain(within).collect();
+                selected.sort();
+                Some(selected.into())
+            }
         };
         self.selections.insert(peer, selection.clone());
         selection

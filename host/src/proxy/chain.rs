@@ -170,10 +170,17 @@ impl StreamChain {
     }
 
     /// Feeds the stages what their neighbours sent them until everything
-    /// has left the chain.
+    /// has left the chain. Filters that keep answering each other (one
+    /// injects whenever the other replies) are stopped after a bounded
+    /// number of hand-overs, so they cannot hold the worker forever.
     fn forward(&mut self, out: &mut Outputs) -> Result<(), DriverError> {
         let mut result = Ok(());
+        let mut budget = MAX_HANDOVERS * self.links.len();
         while let Some((index, side)) = self.next_inbox() {
+            if budget == 0 {
+                return Err(DriverError::Call("filters of the chain keep injecting into each other".into()));
+            }
+            budget -= 1;
             let Inbox { data, end } = std::mem::take(&mut self.inboxes[index][side]);
             let fed = self.feed(index, side == 1, &data, end, out);
             result = result.and(fed);
@@ -188,6 +195,9 @@ impl StreamChain {
         })
     }
 }
+
+/// Hand-overs between stages allowed per stage for one input chunk.
+const MAX_HANDOVERS: usize = 64;
 
 /// The datagram sessions of one UDP flow.
 pub(super) struct DatagramChain {

@@ -164,12 +164,14 @@ impl IdentityTable {
         let net = net.trunc();
         // Stored prefixes are truncated, so those within `net` sit together
         // in address order, from its network address to its broadcast one.
-        let start = self.by_address.partition_point(|(n, _)| {
-            (n.addr().is_ipv6(), n.addr()) < (net.addr().is_ipv6(), net.network())
-        });
+        let start = self
+            .by_address
+            .partition_point(|(n, _)| (n.addr().is_ipv6(), n.addr()) < (net.addr().is_ipv6(), net.network()));
         self.by_address[start..]
             .iter()
-            .take_while(move |(n, _)| n.addr().is_ipv6() == net.addr().is_ipv6() && n.addr() <= net.broadcast())
+            .take_while(move |(n, _)| {
+                n.addr().is_ipv6() == net.addr().is_ipv6() && n.addr() <= net.broadcast()
+            })
             .filter(move |(n, _)| n.prefix_len() >= net.prefix_len())
             .copied()
     }

@@ -28,8 +28,20 @@ fn chained_proxy(
     ingress_rules: &str,
     upstream: SocketAddr,
 ) -> (Proxy, broadcast::Receiver<Arc<Flow>>) {
-    let registry = FilterRegistry::new(RuntimeConfig::default());
     let (_, wasm) = BUILTIN_FILTERS.iter().find(|(name, _)| *name == filter).expect("a built-in filter");
+    chained_proxy_with(transport, filter, wasm, egress_rules, ingress_rules, upstream)
+}
+
+/// Like [`chained_proxy`], with the filter module given.
+fn chained_proxy_with(
+    transport: Transport,
+    filter: &str,
+    wasm: &[u8],
+    egress_rules: &str,
+    ingress_rules: &str,
+    upstream: SocketAddr,
+) -> (Proxy, broadcast::Receiver<Arc<Flow>>) {
+    let registry = FilterRegistry::new(RuntimeConfig::default());
     registry.load(filter, wasm).unwrap();
     registry.set_rule_set(EGRESS, filter, egress_rules).unwrap();
     registry.set_rule_set(INGRESS, filter, ingress_rules).unwrap();
@@ -272,5 +284,48 @@ fn a_datagram_passes_both_stages_and_a_refusal_goes_back_through_the_earlier_one
     assert_eq!(l7_flows(&mut flows), ["Egress 1 Dropped REQUEST c.other.test."]);
 
     assert_eq!(queries.try_iter().collect::<Vec<_>>(), [dns_query("a.example.test")]);
+    proxy.shutdown();
+}
+
+/// A stream filter that passes requests and echoes every chunk back to its
+/// sender: two such stages bounce each other's output forever.
+const PING_PONG: &str = r#"(module
+  (import "porin" "op" (func $op (param i32 i64 i32 i32)))
+  (memory (export "memory") 2)
+  (func (export "porin_abi_version") (result i32) (i32.const 1))
+  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_rules_remove") (param i32))
+  (func (export "porin_stream_open") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_stream_data") (param $id i32) (param $flags i32) (param $len i32) (result i32)
+    (call $op (i32.const 4) (i64.const 1) (i32.const 1024) (local.get $len))
+    (if (i32.and (local.get $flags) (i32.const 1))
+      (then (call $op (i32.const 3) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0)))
+      (else (call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0))))
+    (i32.const 0))
+  (func (export "porin_stream_close") (param i32))
+)"#;
+
+#[test]
+fn filters_that_keep_answering_each_other_are_stopped() {
+    let (server, _) = http_server(b"");
+    let wasm = wat::parse_str(PING_PONG).unwrap();
+    let (proxy, mut flows) = chained_proxy_with(Transport::Tcp, "ping-pong", &wasm, "{}", "{}", server);
+    let mut stream = TcpStream::connect(proxy.bound[0]).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"ping").unwrap();
+    // The connection is closed instead of the worker spinning.
+    let mut sink = Vec::new();
+    stream.read_to_end(&mut sink).expect("the proxy closes the connection");
+    let mut reasons = Vec::new();
+    while let Ok(flow) = flows.try_recv() {
+        reasons.extend(flow.drop_reason_desc.clone());
+    }
+    assert!(reasons.iter().any(|r| r.contains("keep injecting")), "{reasons:?}");
+    // The worker still serves new connections.
+    let mut again = TcpStream::connect(proxy.bound[0]).unwrap();
+    again.write_all(b"ping").unwrap();
+    again.set_read_timeout(Some(TIMEOUT)).unwrap();
+    again.read_to_end(&mut sink).expect("served again");
     proxy.shutdown();
 }

@@ -162,8 +162,14 @@ impl FlowReporter {
     }
 
     fn publish(ctx: &WorkerContext, flow: Flow) {
-        // No subscriber is fine: nobody is watching.
+        // Losing the race with the last subscriber leaving is fine.
         ctx.shared.flows.send(Arc::new(flow)).ok();
+    }
+
+    /// Whether anyone reads flows: building them costs as much as a
+    /// filter call, so nobody watching means nothing is built.
+    fn watched(ctx: &WorkerContext) -> bool {
+        ctx.shared.flows.receiver_count() > 0
     }
 
     fn base(&self, verdict: Verdict, reason: Option<String>, is_reply: bool) -> Flow {
@@ -196,6 +202,9 @@ impl FlowReporter {
 
     /// A connection-level event: established, refused by the filter, failed.
     pub(super) fn connection(&self, verdict: Verdict, reason: Option<String>) {
+        if !Self::watched(&self.ctx) {
+            return;
+        }
         let transport = if self.tcp { "TCP" } else { "UDP" };
         let summary = match &reason {
             Some(reason) => format!("{transport} via filter {}: {reason}", self.proxy.filter),
@@ -209,6 +218,9 @@ impl FlowReporter {
 
     /// The filter's L7 records.
     pub(super) fn records(&self, records: Vec<Vec<u8>>) {
+        if !Self::watched(&self.ctx) {
+            return;
+        }
         for record in records {
             let Some(parsed) = flow::parse_record(&record) else { continue };
             let reason = match parsed.verdict {
@@ -232,6 +244,9 @@ impl FlowReporter {
         verdict: Verdict,
         reason: &str,
     ) {
+        if !Self::watched(ctx) {
+            return;
+        }
         let (ip, l4) = flow::addressing(tcp, source, destination);
         let flow = Flow {
             time: flow::rfc3339_now(),

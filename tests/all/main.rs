@@ -1,5 +1,6 @@
 //! porin's integration tests: one binary, one module per area.
 
+mod agent;
 mod datapath;
 mod filter_cli;
 mod netns_fixture;

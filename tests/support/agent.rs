@@ -15,6 +15,9 @@ pub struct Agent {
     pub proxy_port: u16,
     /// The manifest directory the agent reads (write files, then [`Agent::update`]).
     pub manifests: TempDir,
+    /// The unix socket of the agent's HTTP API (`--api unix:PATH`).
+    pub api: PathBuf,
+    _api_dir: TempDir,
     _installed: Installed,
 }
 
@@ -59,15 +62,18 @@ impl Agent {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
         let installed = Installed { pin_dir: pin_dir.clone(), node_netns: node.name().to_string() };
         let proxy_port = 15_001;
-        let daemon = Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port), "datapath ready");
-        Agent { daemon, pin_dir, proxy_port, manifests, _installed: installed }
+        // Each agent its own socket: tests run agents side by side.
+        let api_dir = TempDir::new("agent-api");
+        let api = api_dir.path("agent.sock");
+        let daemon = Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port, &api), "datapath ready");
+        Agent { daemon, pin_dir, proxy_port, manifests, api, _api_dir: api_dir, _installed: installed }
     }
 
     /// Stops the agent (the datapath stays) and starts a new one on the same state.
     pub fn restart(&mut self, node: &Node) {
         self.daemon.stop();
-        self.daemon =
-            Daemon::start(command(node, &self.manifests.0, &self.pin_dir, self.proxy_port), "datapath ready");
+        let command = command(node, &self.manifests.0, &self.pin_dir, self.proxy_port, &self.api);
+        self.daemon = Daemon::start(command, "datapath ready");
     }
 
     /// Stops the agent process only; the datapath keeps enforcing.
@@ -86,12 +92,25 @@ impl Agent {
         self.signal("HUP");
         self.wait_for_stderr("policy revision", applied + 1);
     }
+
+    /// `GET path` on the agent's API socket: (HTTP status, body).
+    pub fn api_get(&self, path: &str) -> (u16, String) {
+        let socket = self.api.to_str().expect("a UTF-8 socket path");
+        crate::curl(&["--unix-socket", socket, &format!("http://agent{path}")])
+    }
 }
 
-fn command(node: &Node, manifests: &Path, pin_dir: &Path, proxy_port: u16) -> std::process::Command {
+fn command(
+    node: &Node,
+    manifests: &Path,
+    pin_dir: &Path,
+    proxy_port: u16,
+    api: &Path,
+) -> std::process::Command {
     let binary = porin_binary();
     let mut command = node.command_keeping_mounts(binary.to_str().unwrap(), &["agent", "--log-flows"]);
     command.arg("-f").arg(manifests).arg("--pin-dir").arg(pin_dir);
     command.args(["--proxy-port", &proxy_port.to_string()]);
+    command.arg(format!("--api=unix:{}", api.display()));
     command
 }

@@ -1,21 +1,32 @@
 //! The node agent: policy sources in, datapath maps, proxy routes and
 //! filter rule sets out.
 //!
-//! Each [`Agent::apply`] reads the sources, compiles them and pushes the
-//! result everywhere, in an order that never opens a hole: rule sets first
-//! (the proxy can serve new redirects), then the proxy's routes, then the
-//! datapath maps (which start steering), then stale rule sets go.
+//! Each update reads the [`sources`], compiles them and applies the result
+//! everywhere, in an order that never opens a hole: rule sets
+//! first (the proxy can serve new redirects), then the proxy's routes, then
+//! the datapath maps (which start steering), then stale rule sets go.
+//! Updates come from the [`Watcher`] and from SIGHUP, and are reported as
+//! log events and on the [`api`].
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod api;
+pub mod sources;
+mod status;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use porin_sdk::RuleSetId;
+use tracing::{error, info, warn};
 
+use self::sources::{Reading, Sources};
+pub use self::status::Status;
+pub use self::watch::Watcher;
 use crate::datapath::{self, Datapath, MapWriter, WriteSummary};
-use crate::diagnostic::{Diagnostic, Severity, has_errors};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::endpoint::Workloads;
 use crate::filter::FilterRegistry;
 use crate::manifest::Manifests;
@@ -24,22 +35,25 @@ use crate::proxy::PolicyResolver;
 
 /// What one apply did.
 #[derive(Debug)]
-pub struct Applied {
-    pub diagnostics: Vec<Diagnostic>,
-    pub local_endpoints: usize,
-    pub maps: WriteSummary,
+struct Applied {
+    /// The compile's diagnostics that the policy in force before did not have.
+    diagnostics: Vec<Diagnostic>,
+    local_endpoints: usize,
+    maps: WriteSummary,
 }
 
 /// The agent's state between applies.
 #[derive(Debug)]
 pub struct Agent {
-    sources: Vec<PathBuf>,
+    sources: Sources,
     registry: Arc<FilterRegistry>,
     resolver: Arc<PolicyResolver>,
     datapath: Datapath,
     writer: MapWriter,
     policy: Arc<ResolvedPolicy>,
     installed_rule_sets: BTreeSet<RuleSetId>,
+    proxy_port: u16,
+    status: tokio::sync::watch::Sender<Status>,
 }
 
 impl Agent {
@@ -54,14 +68,26 @@ impl Agent {
         let writer = MapWriter::new(datapath.take_maps()?, proxy_port, settings);
         let empty = policy::compile(&Manifests::default(), &Workloads::default());
         Ok(Agent {
-            sources,
+            sources: Sources::new(sources),
             registry,
             resolver,
             datapath,
             writer,
             policy: Arc::new(empty),
             installed_rule_sets: BTreeSet::new(),
+            proxy_port,
+            status: tokio::sync::watch::Sender::new(Status::default()),
         })
+    }
+
+    /// The manifest files and directories the agent reads.
+    pub fn source_paths(&self) -> &[PathBuf] {
+        self.sources.paths()
+    }
+
+    /// The agent's status, kept current.
+    pub fn status(&self) -> tokio::sync::watch::Receiver<Status> {
+        self.status.subscribe()
     }
 
     /// The policy in force.
@@ -73,17 +99,64 @@ impl Agent {
         &mut self.datapath
     }
 
-    /// Reads the sources and enforces what they say. On error the state in
-    /// force before the call stays in force.
-    pub fn apply(&mut self) -> anyhow::Result<Applied> {
-        let mut manifests = Manifests::load(&self.sources);
+    /// Reads the sources and applies them (at start, and on SIGHUP).
+    pub fn update(&mut self) {
+        let reading = self.sources.read();
+        self.update_to(reading);
+    }
+
+    /// Reads the sources and applies them if their content changed since
+    /// the last apply (after the [`Watcher`] saw them change).
+    pub fn update_if_changed(&mut self) {
+        let reading = self.sources.read();
+        if self.sources.changed(&reading) {
+            self.update_to(reading);
+        }
+    }
+
+    /// Applies `reading`, logging the outcome and keeping the status.
+    fn update_to(&mut self, reading: Reading) {
+        let rejected: Vec<String> = reading.rejections().map(described).collect();
+        for rejection in &rejected {
+            error!("update failed, the policy in force stays: {rejection}");
+        }
+        let was_enforcing = self.status.borrow().revision.is_some();
+        match self.apply(reading) {
+            Ok(Applied { diagnostics, local_endpoints, maps }) => {
+                diagnostics.iter().for_each(log_diagnostic);
+                info!(
+                    local_endpoints,
+                    policy_entries = maps.policy_entries,
+                    ipcache_entries = maps.ipcache_entries,
+                    written = maps.changed,
+                    removed = maps.removed,
+                    "policy revision {}",
+                    maps.revision
+                );
+                self.status.send_modify(|status| status.applied(&maps, rejected));
+                if !was_enforcing {
+                    info!("datapath ready; proxy on port {} (TCP, UDP)", self.proxy_port);
+                }
+            }
+            Err(err) => {
+                error!("update failed, the policy in force stays: {err:#}");
+                self.status.send_modify(|status| status.failed(format!("{err:#}"), rejected));
+            }
+        }
+    }
+
+    /// Enforces what `reading` says and makes it the reading in force. On
+    /// error the state in force before the call stays in force.
+    fn apply(&mut self, reading: Reading) -> anyhow::Result<Applied> {
+        let mut manifests = reading.manifests();
+        if manifests.objects.is_empty()
+            && let Some(first) = reading.rejections().next()
+        {
+            // Applying nothing would lift every policy a broken source held.
+            bail!("no policy source could be read ({})", described(first));
+        }
         let (workloads, found) = Workloads::from_manifests(&manifests);
         manifests.diagnostics.extend(found);
-        if manifests.objects.is_empty() && has_errors(&manifests.diagnostics) {
-            let first =
-                manifests.diagnostics.iter().find(|d| d.severity == Severity::Error).expect("an error");
-            anyhow::bail!("no policy source could be read ({first}); the policy in force stays");
-        }
         let policy = Arc::new(policy::recompile(&manifests, &workloads, &self.policy));
 
         let in_use = policy.rule_sets_in_use();
@@ -126,8 +199,25 @@ impl Agent {
             self.registry.remove_rule_set(*stale);
         }
         self.installed_rule_sets = in_use;
-        let diagnostics = policy.diagnostics.clone();
+        let reported: HashSet<String> = self.policy.diagnostics.iter().map(ToString::to_string).collect();
+        let diagnostics =
+            policy.diagnostics.iter().filter(|d| !reported.contains(&d.to_string())).cloned().collect();
         self.policy = policy;
+        self.sources.commit(reading);
         Ok(Applied { diagnostics, local_endpoints: local.len(), maps })
+    }
+}
+
+/// A diagnostic as a log line says it: where, then what (the event's
+/// level gives the severity).
+fn described(diagnostic: &Diagnostic) -> String {
+    format!("{}: {}", diagnostic.location, diagnostic.message)
+}
+
+fn log_diagnostic(diagnostic: &Diagnostic) {
+    match diagnostic.severity {
+        Severity::Error => error!("{}", described(diagnostic)),
+        Severity::Warning => warn!("{}", described(diagnostic)),
+        Severity::Note => info!("{}", described(diagnostic)),
     }
 }

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
-use crate::agent::Agent;
+use crate::agent::api::{ApiAddress, ApiServer, DEFAULT_API_ADDRESS};
+use crate::agent::{Agent, Watcher};
 use crate::datapath::{self, Datapath, EventReader, Settings};
 use crate::filter::{FilterRegistry, RuntimeConfig};
 use crate::flow::{self, Flow};
@@ -23,7 +26,8 @@ pub struct AgentArgs {
     #[command(subcommand)]
     pub command: Option<AgentCommand>,
     /// Manifest files or directories: namespaces, pods (with status.podIP),
-    /// and policies. Re-read on SIGHUP.
+    /// and policies. Watched: changes apply as they are saved; SIGHUP
+    /// forces a re-read.
     #[arg(short = 'f', long = "manifests", value_name = "PATH")]
     pub manifests: Vec<PathBuf>,
     /// Where the datapath's maps and links are pinned.
@@ -35,6 +39,14 @@ pub struct AgentArgs {
     /// Print every flow (datapath and proxy) as a JSON line on standard output.
     #[arg(long)]
     pub log_flows: bool,
+    /// Where the HTTP API (/healthz, /readyz, /v1/status) listens:
+    /// unix:PATH or IP:PORT.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API_ADDRESS)]
+    pub api: ApiAddress,
+    /// Which log events to print on standard error, e.g. `debug` or
+    /// `porin=debug,warn`. Default: $RUST_LOG, else `info`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
     #[arg(long, value_name = "N", default_value_t = Settings::default().ipcache_entries)]
     pub ipcache_entries: u32,
     #[arg(long, value_name = "N", default_value_t = Settings::default().endpoint_entries)]
@@ -78,6 +90,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     if args.manifests.is_empty() {
         bail!("porin agent needs at least one manifest source: -f FILE_OR_DIR");
     }
+    init_logging(args.log_level.as_deref())?;
     let settings = Settings {
         pin_dir: args.pin_dir.clone(),
         ipcache_entries: args.ipcache_entries,
@@ -102,36 +115,19 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     datapath::install_redirect_routing()?;
     let mut agent =
         Agent::new(args.manifests.clone(), registry, resolver, datapath, args.proxy_port, &settings)?;
-    let report = |agent: &mut Agent, err: &mut dyn Write| -> anyhow::Result<()> {
-        let applied = agent.apply()?;
-        for diagnostic in &applied.diagnostics {
-            writeln!(err, "porin agent: {diagnostic}")?;
-        }
-        let maps = applied.maps;
-        writeln!(
-            err,
-            "porin agent: policy revision {}: {} local endpoints, {} policy entries, {} ipcache entries \
-             ({} written, {} removed)",
-            maps.revision,
-            applied.local_endpoints,
-            maps.policy_entries,
-            maps.ipcache_entries,
-            maps.changed,
-            maps.removed
-        )?;
-        Ok(())
-    };
-    report(&mut agent, err)?;
-    writeln!(err, "porin agent: datapath ready; proxy on port {} (TCP, UDP)", args.proxy_port)?;
 
     let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "porin".into(), |h| h.trim().to_string());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut events = EventReader::new(events)?;
+        // Signals first: SIGHUP's default action would end the agent.
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let _api = ApiServer::start(&args.api, agent.status())?;
+        let mut watcher = Watcher::new(agent.source_paths().to_vec());
+        agent.update();
+        let mut events = EventReader::new(events)?;
         let print = |flow: &Flow, out: &mut dyn Write| -> std::io::Result<()> {
             writeln!(out, "{}", serde_json::to_string(flow).expect("flows serialize"))?;
             out.flush()
@@ -141,10 +137,10 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = hangup.recv() => {
-                    if let Err(e) = report(&mut agent, err) {
-                        writeln!(err, "porin agent: update failed, the policy in force stays: {e:#}")?;
-                    }
+                    watcher.mark_seen();
+                    agent.update();
                 }
+                () = watcher.changed() => agent.update_if_changed(),
                 batch = events.next_batch() => {
                     let policy = agent.policy();
                     for event in batch? {
@@ -156,7 +152,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 flow = proxy_flows.recv(), if args.log_flows => match flow {
                     Ok(flow) => print(&flow, out)?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
-                        writeln!(err, "porin agent: {lost} proxy flows lost (output too slow)")?
+                        tracing::warn!("{lost} proxy flows lost (output too slow)")
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
@@ -165,7 +161,19 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         anyhow::Ok(())
     })?;
     // The datapath stays attached and enforcing; a restarted agent takes it over.
-    writeln!(err, "porin agent: stopping; the datapath keeps enforcing (porin agent uninstall removes it)")?;
+    tracing::info!("stopping; the datapath keeps enforcing (porin agent uninstall removes it)");
     proxy.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Log events go to standard error, one compact line each.
+fn init_logging(filter: Option<&str>) -> anyhow::Result<()> {
+    let filter = filter.map(str::to_string).or_else(|| std::env::var("RUST_LOG").ok());
+    let filter = filter.filter(|f| !f.is_empty()).unwrap_or_else(|| "info".to_string());
+    let targets: Targets = filter.parse().with_context(|| format!("bad log filter `{filter}`"))?;
+    let layer = tracing_subscriber::fmt::layer().compact().with_target(false).with_writer(std::io::stderr);
+    // Fails only when a subscriber is already set (a second run in one
+    // process), which then keeps logging.
+    tracing_subscriber::registry().with(layer).with(targets).try_init().ok();
+    Ok(())
 }

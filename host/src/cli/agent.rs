@@ -107,7 +107,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         transparent_listener("transparent-udp", args.proxy_port, Transport::Udp, &resolver),
     ];
     let flows = flow::channel(65_536);
-    let mut proxy_flows = flows.subscribe();
+    let mut proxy_flows: flow::Subscription = args.log_flows.then(|| flows.subscribe());
     let proxy = Proxy::start(listeners, registry.clone(), Limits::default(), flows)?;
 
     let mut datapath = Datapath::load(settings.clone())?;
@@ -149,7 +149,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                         }
                     }
                 }
-                flow = proxy_flows.recv(), if args.log_flows => match flow {
+                flow = flow::next(&mut proxy_flows) => match flow {
                     Ok(flow) => print(&flow, out)?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
                         tracing::warn!("{lost} proxy flows lost (output too slow)")

@@ -89,8 +89,7 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
         });
     }
     let flows = flow::channel(65_536);
-    // Subscribed only when printing: unread flows would pile up in the channel.
-    let mut subscription = args.log_flows.then(|| flows.subscribe());
+    let mut subscription: flow::Subscription = args.log_flows.then(|| flows.subscribe());
     let proxy = Proxy::start(listeners.clone(), registry.clone(), limits, flows)?;
     for (listener, bound) in listeners.iter().zip(&proxy.bound) {
         writeln!(err, "porin gateway: {} listening on {bound} ({:?})", listener.name, listener.transport)?;
@@ -111,7 +110,7 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
                         Err(e) => writeln!(err, "porin gateway: reload failed, previous rules stay: {e:#}")?,
                     }
                 }
-                Some(flow) = next_flow(&mut subscription) => match flow {
+                flow = flow::next(&mut subscription) => match flow {
                     Ok(flow) => writeln!(out, "{}", serde_json::to_string(&*flow)?)?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
                         writeln!(err, "porin gateway: {lost} flows lost (output too slow)")?
@@ -126,14 +125,4 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
     writeln!(err, "porin gateway: draining")?;
     proxy.shutdown();
     Ok(ExitCode::SUCCESS)
-}
-
-/// The next flow, when subscribed.
-async fn next_flow(
-    subscription: &mut Option<tokio::sync::broadcast::Receiver<Arc<flow::Flow>>>,
-) -> Option<Result<Arc<flow::Flow>, tokio::sync::broadcast::error::RecvError>> {
-    match subscription {
-        Some(subscription) => Some(subscription.recv().await),
-        None => std::future::pending().await,
-    }
 }

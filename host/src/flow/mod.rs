@@ -113,6 +113,20 @@ pub fn channel(capacity: usize) -> FlowSender {
     broadcast::channel(capacity).0
 }
 
+/// A subscription taken only when someone reads it: unread flows would pile
+/// up in the channel, and with no subscriber the proxy builds none.
+pub type Subscription = Option<broadcast::Receiver<std::sync::Arc<Flow>>>;
+
+/// The next flow of a subscription; never resolves without one.
+pub async fn next(
+    subscription: &mut Subscription,
+) -> Result<std::sync::Arc<Flow>, broadcast::error::RecvError> {
+    match subscription {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The addresses and ports of a flow.
 pub fn addressing(tcp: bool, source: SocketAddr, destination: SocketAddr) -> (Ip, L4) {
     let ip = Ip {

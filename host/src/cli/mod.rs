@@ -4,6 +4,7 @@
 mod agent;
 mod filter;
 mod gateway;
+mod lab;
 mod policy;
 
 use std::io::Write;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use agent::{AgentArgs, AgentCommand};
 pub use filter::{FilterCommand, TestArgs};
 pub use gateway::GatewayArgs;
+pub use lab::{LabArgs, LabCommand, Resource};
 pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
 
 #[derive(Debug, Parser)]
@@ -35,6 +37,8 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Run the node agent: eBPF datapath, transparent proxy and filters.
     Agent(AgentArgs),
+    /// Run a small cluster in network namespaces (node, pods, world, agent), driven like kubectl.
+    Lab(LabArgs),
 }
 
 /// Output format.
@@ -55,6 +59,7 @@ impl Cli {
             Command::Filter(command) => command.run(out, err),
             Command::Gateway(args) => gateway::run(args, out, err),
             Command::Agent(args) => agent::run(args, out, err),
+            Command::Lab(args) => lab::run(args, out, err),
         }
     }
 }

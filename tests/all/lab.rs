@@ -1,0 +1,283 @@
+//! `porin lab` end to end: the seed article's app in network namespaces with
+//! the real programs and the agent, asked the article's questions (curl
+//! through the cluster DNS, dig, psql, kubectl-like run/apply/delete), and
+//! `lab down` leaving nothing behind, also after everything was SIGKILLed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use porin_tests::{TempDir, fixture, have, must_run, output_within, porin_binary};
+
+const WORLD_IP: &str = "198.51.100.10";
+
+/// Every lab a test makes is named `porin-lab-t<pid>-<n>`.
+const TEST_PREFIX: &str = "porin-lab-t";
+
+fn can_run() -> bool {
+    if !must_run() {
+        eprintln!("SKIPPED: porin lab needs root (network namespaces, BPF); run as root or with CI set");
+        return false;
+    }
+    ["ip", "nsenter", "curl", "dig", "psql", "dnsmasq"].iter().all(|program| have(program))
+        && (Path::new("/usr/sbin/nginx").exists() || have("nginx"))
+}
+
+/// A lab of its own, taken down when dropped (also when the test fails).
+struct TestLab {
+    name: String,
+}
+
+impl TestLab {
+    fn new() -> TestLab {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        remove_stale_labs();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TestLab { name: format!("{TEST_PREFIX}{}-{n}", std::process::id()) }
+    }
+
+    /// `porin lab --name NAME ARGS...`, killed if it hangs.
+    fn run(&self, args: &[&str]) -> Output {
+        lab_command(&self.name, args)
+    }
+
+    /// Like [`TestLab::run`]; panics with the output unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert!(output.status.success(), "porin lab {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir().join("state.json")).expect("the lab has a state");
+        serde_json::from_str(&text).expect("state.json is JSON")
+    }
+
+    fn dir(&self) -> PathBuf {
+        Path::new("/run").join(&self.name)
+    }
+
+    /// Every PID the state records: agent, world and pod programs.
+    fn pids(&self) -> Vec<u32> {
+        let state = self.state();
+        let mut pids = vec![state["agent"].as_u64().expect("an agent PID") as u32];
+        let processes = std::iter::once(&state["world"]).chain(state["pods"].as_array().unwrap());
+        for process in processes.flat_map(|member| member["processes"].as_array().unwrap()) {
+            pids.push(process["pid"].as_u64().unwrap() as u32);
+        }
+        pids
+    }
+
+    /// Asserts that nothing of the lab is left: namespaces, pins, state,
+    /// resolv.conf files, and the processes `pids`.
+    fn assert_gone(&self, pids: &[u32]) {
+        let own = |name: &str| name == self.name || name.starts_with(&format!("{}.", self.name));
+        let left: Vec<String> = list_netns().into_iter().filter(|n| own(n)).collect();
+        assert!(left.is_empty(), "namespaces left: {left:?}");
+        assert!(!Path::new("/sys/fs/bpf").join(&self.name).exists(), "pins left");
+        assert!(!self.dir().exists(), "state left");
+        let etc: Vec<_> = std::fs::read_dir("/etc/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(own))
+            .collect();
+        assert!(etc.is_empty(), "/etc/netns entries left: {etc:?}");
+        for pid in pids {
+            assert!(!alive(*pid), "process {pid} still runs");
+        }
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        self.run(&["down"]);
+    }
+}
+
+fn lab_command(name: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(porin_binary());
+    command.args(["lab", "--name", name]).args(args).env_remove("PORIN_LAB_DIR");
+    output_within(&mut command, b"", Duration::from_secs(240))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X"))
+}
+
+fn list_netns() -> Vec<String> {
+    let output = Command::new("ip").args(["netns", "list"]).output().expect("ip runs");
+    text(&output.stdout).lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
+}
+
+/// Takes down labs left by test processes that crashed: their name carries
+/// a PID that no longer runs.
+fn remove_stale_labs() {
+    for netns in list_netns() {
+        let Some(rest) = netns.strip_prefix(TEST_PREFIX) else { continue };
+        let Some(Ok(pid)) = rest.split(['-', '.']).next().map(str::parse::<u32>) else { continue };
+        if !netns.contains('.') && !Path::new(&format!("/proc/{pid}")).exists() {
+            lab_command(&netns, &["down"]);
+        }
+    }
+}
+
+/// The IP of pod `namespace/name` from `porin lab get pods -A`.
+fn pod_ip(lab: &TestLab, namespace: &str, name: &str) -> String {
+    let pods = lab.ok(&["get", "pods", "-A"]);
+    let row =
+        pods.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c[..2] == [namespace, name]);
+    row.unwrap_or_else(|| panic!("no pod {namespace}/{name}:\n{pods}"))[2].to_string()
+}
+
+fn curl_api_from_web(lab: &TestLab) -> Output {
+    lab.run(&[
+        "exec",
+        "frontend/web",
+        "--",
+        "curl",
+        "-sI",
+        "--max-time",
+        "5",
+        "http://api.backend.svc.cluster.local",
+    ])
+}
+
+#[test]
+fn the_seed_app_runs_in_the_lab_and_policy_applies_to_it() {
+    if !can_run() {
+        return;
+    }
+    let lab = TestLab::new();
+    let up = lab.ok(&["up"]);
+    assert!(up.contains("pod backend/api 10.244.0.") && up.contains("(postgres)"), "{up}");
+    assert!(lab.run(&["up"]).status.code() != Some(0), "a second `up` is refused");
+
+    let pods = lab.ok(&["get", "pods", "-A"]);
+    for (namespace, name, program) in [
+        ("frontend", "web", "nginx"),
+        ("backend", "api", "nginx"),
+        ("db", "postgres", "postgres"),
+        ("kube-system", "coredns", "dnsmasq"),
+    ] {
+        assert!(pod_ip(&lab, namespace, name).starts_with("10.244.0."), "{pods}");
+        let row = pods.lines().find(|l| l.contains(&format!(" {name} "))).unwrap();
+        assert!(row.ends_with(program), "{row}");
+    }
+    let status = lab.run(&["status"]);
+    assert!(status.status.success(), "every process runs:\n{}", text(&status.stdout));
+
+    // Through the cluster DNS and the node's routing, past the datapath.
+    let curl = curl_api_from_web(&lab);
+    assert!(
+        text(&curl.stdout).starts_with("HTTP/1.1 200 OK"),
+        "{}{}",
+        text(&curl.stdout),
+        text(&curl.stderr)
+    );
+
+    // kubectl run: an ad-hoc pod, gone afterwards.
+    let api = pod_ip(&lab, "backend", "api");
+    let dig =
+        lab.run(&["run", "-n", "frontend", "test", "--", "dig", "+short", "api.backend.svc.cluster.local"]);
+    assert_eq!(text(&dig.stdout).trim(), api, "{}", text(&dig.stderr));
+    assert!(dig.status.success());
+    assert!(!lab.ok(&["get", "pods", "-n", "frontend"]).contains("test"), "the ad-hoc pod is removed");
+    assert!(!list_netns().contains(&format!("{}.frontend.test", lab.name)));
+    let failing = lab.run(&["run", "-n", "frontend", "test", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failing.status.code(), Some(3), "the command's exit code is porin's");
+
+    // External names come from the world.
+    let world = lab.run(&["exec", "frontend/web", "--", "dig", "+short", "example.com"]);
+    assert_eq!(text(&world.stdout).trim(), WORLD_IP);
+
+    // Postgres with the manifest's password, by its service name.
+    let psql = lab.run(&[
+        "run",
+        "-n",
+        "backend",
+        "app",
+        "--",
+        "env",
+        "PGPASSWORD=pass",
+        "psql",
+        "-h",
+        "postgres.db.svc.cluster.local",
+        "-U",
+        "postgres",
+        "-tAc",
+        "select 1",
+    ]);
+    assert_eq!(text(&psql.stdout).trim(), "1", "{}", text(&psql.stderr));
+
+    // An invalid policy is refused with the loader's diagnostics; nothing changes.
+    let dir = TempDir::new("lab-bad");
+    let bad = dir.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: bad, namespace: frontend}\n\
+         spec:\n  endpointSelector: {}\n  egress:\n    - toPorts: [{ports: [{port: \"80\", protocol: tcp}]}]\n",
+    )
+    .unwrap();
+    let refused = lab.run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("unknown protocol"), "{}", text(&refused.stderr));
+
+    // The article's first policy: frontend is cut off; deleting it restores.
+    let deny = fixture("seed/cnp-default-deny.yaml");
+    let applied = lab.ok(&["apply", "-f", deny.to_str().unwrap()]);
+    assert_eq!(applied.trim(), "ciliumnetworkpolicy.cilium.io/cnp-default-deny created");
+    let listed = lab.ok(&["get", "cnp", "-n", "frontend"]);
+    assert!(listed.contains("cnp-default-deny") && !listed.contains("bad"), "{listed}");
+    assert!(!curl_api_from_web(&lab).status.success(), "default deny stops frontend's egress");
+    assert_eq!(
+        lab.ok(&["apply", "-f", deny.to_str().unwrap()]).trim(),
+        "ciliumnetworkpolicy.cilium.io/cnp-default-deny unchanged"
+    );
+    let deleted = lab.ok(&["delete", "-f", deny.to_str().unwrap()]);
+    assert_eq!(deleted.trim(), "ciliumnetworkpolicy.cilium.io/cnp-default-deny deleted");
+    assert!(curl_api_from_web(&lab).status.success(), "deleting the policy restores the path");
+
+    let pids = lab.pids();
+    let down = lab.ok(&["down"]);
+    assert!(down.contains("is down"), "{down}");
+    lab.assert_gone(&pids);
+    assert!(lab.run(&["down"]).status.success(), "down is idempotent");
+}
+
+#[test]
+fn down_cleans_up_after_everything_was_killed() {
+    if !can_run() {
+        return;
+    }
+    let lab = TestLab::new();
+    let dir = TempDir::new("lab-small");
+    let app = dir.path("app.yaml");
+    std::fs::write(
+        &app,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: t, labels: {app: web}}\n\
+         spec: {containers: [{name: web, image: nginx:latest}]}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: idle, namespace: t}\n\
+         spec: {containers: [{name: idle, image: busybox}]}\n",
+    )
+    .unwrap();
+    lab.ok(&["up", "-f", app.to_str().unwrap()]);
+    let pids = lab.pids();
+    assert!(pids.len() >= 4, "agent, world's dnsmasq and nginx, web's nginx: {pids:?}");
+    for pid in &pids {
+        Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    }
+    let status = lab.run(&["status"]);
+    assert!(!status.status.success(), "status reports the dead processes");
+    assert!(text(&status.stdout).contains("NOT RUNNING"), "{}", text(&status.stdout));
+
+    lab.ok(&["down"]);
+    lab.assert_gone(&pids);
+}

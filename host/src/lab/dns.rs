@@ -15,10 +15,15 @@ pub(super) const CLUSTER_DOMAIN: &str = "cluster.local";
 pub(super) const WORLD_NAMES: [&str; 5] =
     ["example.com", "www.example.com", "google.com", "www.google.com", "api.github.com"];
 
-/// Hosts-file lines for the cluster DNS: each Service's names, once per
-/// pod of its namespace that its selector matches.
+/// The `kubernetes` Service every cluster has, at the ClusterIP kubeadm
+/// gives it. The lab runs no API server: the name resolves (as the article's
+/// `dig` expects) but nothing answers there.
+const KUBERNETES_SERVICE: &str = "10.96.0.1 kubernetes.default.svc.cluster.local kubernetes.default.svc\n";
+
+/// Hosts-file lines for the cluster DNS: `kubernetes.default`, then each
+/// Service's names, once per pod of its namespace that its selector matches.
 pub(super) fn service_hosts(services: &[Service], pods: &[LabPod]) -> String {
-    let mut lines = String::new();
+    let mut lines = String::from(KUBERNETES_SERVICE);
     for service in services {
         let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
         let selector = &service.spec.selector;

@@ -108,6 +108,7 @@ fn services_resolve_to_the_pods_they_select_in_their_namespace() {
         ]
     );
     assert!(!hosts.contains("web.frontend"), "no pod of frontend is labelled app=web");
+    assert!(hosts.starts_with("10.96.0.1 kubernetes.default.svc.cluster.local"), "{hosts}");
     assert_eq!(
         dns::resolv_conf("db", Ipv4Addr::new(10, 244, 0, 13)),
         "search db.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.244.0.13\noptions ndots:5\n"

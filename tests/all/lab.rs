@@ -281,3 +281,96 @@ fn down_cleans_up_after_everything_was_killed() {
     lab.ok(&["down"]);
     lab.assert_gone(&pids);
 }
+
+/// The article's story, step by step, with its own commands and real
+/// clients in the lab; every outcome asserted on the client's output.
+#[test]
+fn the_seed_article_end_to_end() {
+    if !can_run() || !have("nc") {
+        return;
+    }
+    let lab = TestLab::new();
+    lab.ok(&["up"]);
+    let apply = |file: &str| lab.ok(&["apply", "-f", fixture(file).to_str().unwrap()]);
+    // `kubectl run -n NS NAME --rm -- CMD`
+    let run = |namespace: &str, pod: &str, command: &[&str]| {
+        lab.run(&[&["run", "-n", namespace, pod, "--"], command].concat())
+    };
+    let curl_head = || {
+        run("frontend", "test", &["curl", "-sI", "--max-time", "5", "http://api.backend.svc.cluster.local"])
+    };
+    let nc_postgres = |namespace| {
+        run(namespace, "test", &["nc", "-vz", "-w", "3", "postgres.db.svc.cluster.local", "5432"])
+    };
+    let dig = |name: &str| run("frontend", "test", &["dig", "+short", "+time=2", "+tries=1", name]);
+    let http_code = |method: &str, path: &str| {
+        let url = format!("http://api.backend.svc.cluster.local{path}");
+        let out = run(
+            "frontend",
+            "test",
+            &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-X", method, &url],
+        );
+        text(&out.stdout)
+    };
+
+    // Baseline: everything flows.
+    let head = curl_head();
+    assert!(text(&head.stdout).starts_with("HTTP/1.1 200 OK"), "{}", text(&head.stderr));
+    let nc = nc_postgres("frontend");
+    assert!(nc.status.success() && text(&nc.stderr).contains("succeeded"), "{}", text(&nc.stderr));
+    assert_eq!(text(&dig("kubernetes.default.svc.cluster.local").stdout).trim(), "10.96.0.1");
+
+    // cnp-default-deny in frontend: no ingress, no egress, no DNS.
+    apply("seed/cnp-default-deny.yaml");
+    assert!(!curl_head().status.success(), "curl fails under default deny");
+    assert!(!nc_postgres("frontend").status.success(), "nc fails under default deny");
+    let denied_dig = dig("kubernetes.default.svc.cluster.local");
+    assert!(!denied_dig.status.success(), "dig fails: {}", text(&denied_dig.stdout));
+    lab.ok(&["delete", "-f", fixture("seed/cnp-default-deny.yaml").to_str().unwrap()]);
+
+    // Zero trust everywhere, then the paths the app needs.
+    for file in ["cnp-deny-all", "ccnp-allow-dns", "cnp-ns-dns", "cnp-front-to-back", "cnp-back-to-db"] {
+        apply(&format!("seed/{file}.yaml"));
+    }
+    let head = curl_head();
+    assert!(text(&head.stdout).starts_with("HTTP/1.1 200 OK"), "frontend -> api: {}", text(&head.stderr));
+    assert!(nc_postgres("backend").status.success(), "backend -> postgres");
+    let psql = run(
+        "backend",
+        "app",
+        &[
+            "env",
+            "PGPASSWORD=pass",
+            "psql",
+            "-h",
+            "postgres.db.svc.cluster.local",
+            "-U",
+            "postgres",
+            "-tAc",
+            "select 1",
+        ],
+    );
+    assert_eq!(text(&psql.stdout).trim(), "1", "{}", text(&psql.stderr));
+    assert!(!nc_postgres("frontend").status.success(), "frontend -> postgres is denied");
+    assert_eq!(text(&dig("kubernetes.default.svc.cluster.local").stdout).trim(), "10.96.0.1", "DNS works");
+
+    // L7 visibility: `http: [{}]` sends port 80 through the http filter both
+    // ways (frontend's egress, api's ingress); nothing is denied.
+    apply("seed/cnp-front-to-back-l7.yaml");
+    assert_eq!(http_code("GET", "/"), "200");
+    assert_eq!(http_code("GET", "/h"), "404");
+    let flows = std::fs::read_to_string(lab.dir().join("flows.jsonl")).unwrap();
+    let l7: Vec<serde_json::Value> = flows
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|f| f["Type"] == "L7" && f["l7"]["type"] == "RESPONSE")
+        .collect();
+    for code in [200, 404] {
+        assert!(l7.iter().any(|f| f["l7"]["http"]["code"] == code), "an L7 flow with {code}: {l7:#?}");
+    }
+
+    // Enforcing: only `GET /` is allowed; porin answers the rest with 403.
+    apply("lab/cnp-front-to-back-get-only.yaml");
+    assert_eq!(http_code("POST", "/admin"), "403");
+    assert_eq!(http_code("GET", "/"), "200");
+}

@@ -3,8 +3,6 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 PORIN := target/release/porin
-SEED := tests/fixtures/seed
-LAB := tests/fixtures/lab
 
 .PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-datapath clean
 
@@ -37,31 +35,10 @@ setup:
 build: setup
 	$(CARGO) build --release -p porin
 
-# The seed article at policy level: each step's manifests and the questions
-# the article asks, answered by `porin policy explain`.
+# The main job: the seed article's story in the lab (network namespaces, the
+# real programs, the eBPF datapath and the L7 filters). Needs root.
 demo: build
-	@set -e; \
-	ask() { echo "\$$ porin policy explain --from $$2 --to $$3 --port $$4 $${@:5}"; \
-	        $(PORIN) policy explain $$1 --from $$2 --to $$3 --port $$4 "$${@:5}" 2>/dev/null | sed 's/^/    /'; echo; }; \
-	APP="-f $(SEED)/test-app.yaml -f $(LAB)/kube-dns.yaml"; \
-	echo "== 1. Baseline: no policies, everything flows"; \
-	ask "$$APP" frontend/test backend/api 80; \
-	ask "$$APP" frontend/test db/postgres 5432; \
-	echo "== 2. cnp-deny-all.yaml: zero trust"; \
-	DENY="$$APP -f $(SEED)/cnp-deny-all.yaml"; \
-	ask "$$DENY" frontend/test backend/api 80; \
-	ask "$$DENY" frontend/test kube-system/coredns 53/UDP; \
-	echo "== 3. DNS and app flows: ccnp-allow-dns, cnp-ns-dns, cnp-front-to-back, cnp-back-to-db"; \
-	FLOWS="$$DENY -f $(SEED)/ccnp-allow-dns.yaml -f $(SEED)/cnp-ns-dns.yaml -f $(SEED)/cnp-front-to-back.yaml -f $(SEED)/cnp-back-to-db.yaml"; \
-	ask "$$FLOWS" frontend/test backend/api 80; \
-	ask "$$FLOWS" backend/app db/postgres 5432; \
-	ask "$$FLOWS" frontend/test kube-system/coredns 53/UDP; \
-	ask "$$FLOWS" kube-system/coredns world 53/UDP; \
-	ask "$$FLOWS" frontend/test db/postgres 5432; \
-	echo "== 4. L7 visibility: cnp-front-to-back with rules: http: [{}]"; \
-	L7="$$FLOWS -f $(SEED)/cnp-front-to-back-l7.yaml"; \
-	ask "$$L7" frontend/test backend/api 80 --http-method GET --http-path /; \
-	ask "$$L7" frontend/test backend/api 80 --http-method GET --http-path /h
+	PORIN=$(PORIN) bash tests/demo/seed-story.sh
 
 lint: setup
 	$(CARGO) fmt --all --check

@@ -282,6 +282,81 @@ fn down_cleans_up_after_everything_was_killed() {
     lab.assert_gone(&pids);
 }
 
+/// Counts DNS answers for kubernetes.default every 20 ms until `stop`
+/// exists, then prints `answered failed longest-gap-ms`.
+const DNS_PROBER: &str = r#"
+import os, socket, struct, sys, time
+server = [l.split()[1] for l in open("/etc/resolv.conf") if l.startswith("nameserver")][0]
+name = b"".join(bytes([len(p)]) + p for p in b"kubernetes.default.svc.cluster.local".split(b".")) + b"\0"
+answered = failed = 0; last_ok = time.time(); gap = 0.0
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+while not os.path.exists(sys.argv[1]):
+    qid = (answered + failed) & 0xFFFF
+    s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1", (server, 53))
+    try:
+        while struct.unpack("!H", s.recv(512)[:2])[0] != qid: pass
+        answered += 1; now = time.time(); gap = max(gap, now - last_ok); last_ok = now
+    except OSError:
+        failed += 1
+    time.sleep(0.02)
+print(answered, failed, int(gap * 1000), flush=True)
+"#;
+
+/// Restarting the agent (gracefully, then by SIGKILL) under traffic: the
+/// datapath keeps enforcing (a denied path never opens) and the cluster DNS
+/// keeps answering; the longest DNS gap is printed for the record.
+#[test]
+fn restarting_the_agent_under_traffic_opens_nothing_and_keeps_dns() {
+    if !can_run() || !have("nc") {
+        return;
+    }
+    let lab = TestLab::new();
+    lab.ok(&["up"]);
+    for file in ["cnp-deny-all", "ccnp-allow-dns", "cnp-ns-dns", "cnp-front-to-back", "cnp-back-to-db"] {
+        lab.ok(&["apply", "-f", fixture(&format!("seed/{file}.yaml")).to_str().unwrap()]);
+    }
+    let dir = TempDir::new("lab-restart");
+    let stop = dir.path("stop");
+    let python = porin_tests::python();
+    let spawn = |args: &[&str]| {
+        let mut command = Command::new(porin_binary());
+        command.args(["lab", "--name", &lab.name, "exec", "frontend/web", "--"]).args(args);
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        porin_tests::Process(command.spawn().expect("porin lab exec runs"))
+    };
+    let mut dns = spawn(&[&python, "-c", DNS_PROBER, stop.to_str().unwrap()]);
+    // frontend -> postgres stays denied: no attempt may connect.
+    let prober = format!(
+        "import os, socket, time\nok = 0\nwhile not os.path.exists({stop:?}):\n    try:\n        \
+         socket.create_connection(('postgres.db.svc.cluster.local', 5432), timeout=0.2).close(); ok += 1\n    \
+         except OSError: pass\n    time.sleep(0.02)\nprint(ok, flush=True)\n",
+        stop = stop.to_str().unwrap()
+    );
+    let mut denied = spawn(&[&python, "-c", &prober]);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.ok(&["restart-agent"]);
+    lab.ok(&["restart-agent", "--kill"]);
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(&stop, "").unwrap();
+    let read = |process: &mut porin_tests::Process| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(process.0.stdout.as_mut().unwrap(), &mut text).unwrap();
+        text
+    };
+    let counts: Vec<u64> = read(&mut dns).split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let [answered, failed, gap_ms] = counts[..] else { panic!("the DNS prober printed {counts:?}") };
+    eprintln!("DNS across two agent restarts: {answered} answered, {failed} failed, longest gap {gap_ms} ms");
+    assert!(answered > 50, "the prober ran");
+    assert_eq!(failed, 0, "DNS (plain L4 policy) keeps answering while the agent restarts");
+    assert_eq!(read(&mut denied).trim(), "0", "a denied path opened while the agent restarted");
+    // The new agent is in charge: a policy change still applies.
+    lab.ok(&["delete", "-f", fixture("seed/cnp-back-to-db.yaml").to_str().unwrap()]);
+    let nc =
+        ["run", "-n", "backend", "app", "--", "nc", "-z", "-w", "2", "postgres.db.svc.cluster.local", "5432"];
+    let nc = lab.run(&nc);
+    assert!(!nc.status.success(), "backend -> postgres closed after the restart");
+}
+
 /// The article's story, step by step, with its own commands and real
 /// clients in the lab; every outcome asserted on the client's output.
 #[test]

@@ -69,6 +69,12 @@ pub enum LabCommand {
     },
     /// Show the node, the agent, the world and the pods, and whether their processes run.
     Status,
+    /// Restart the agent on the running datapath (kubectl rollout restart of the DaemonSet).
+    RestartAgent {
+        /// SIGKILL instead of SIGTERM: a crash.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Remove the lab: its processes, datapath, namespaces and state.
     Down,
 }
@@ -114,6 +120,7 @@ pub(super) fn run(args: LabArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
             return lab.exec(namespace, pod, &command);
         }
         LabCommand::Status => return status(&lab, out),
+        LabCommand::RestartAgent { kill } => lab.restart_agent(kill, out)?,
         LabCommand::Down => lab.down(out)?,
     }
     Ok(ExitCode::SUCCESS)

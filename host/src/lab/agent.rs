@@ -39,8 +39,11 @@ pub(super) fn start(node: &Node, paths: AgentPaths<'_>) -> anyhow::Result<u32> {
     command.args(["agent", "--log-flows", "-f"]).arg(paths.manifests).arg("--pin-dir").arg(paths.pin_dir);
     // A socket of its own: agents of other labs (and the machine's) run too.
     command.arg("--api").arg(format!("unix:{}", paths.api.display()));
+    // The log is appended to across restarts: only this agent's lines count.
+    let start = read(paths.log).len();
     let pid = spawn_detached(&command, paths.flows, paths.log)?;
-    wait_ready("the porin agent", pid, paths.log, LIMIT, || read(paths.log).contains(READY))?;
+    let ready = || read(paths.log).get(start..).is_some_and(|new| new.contains(READY));
+    wait_ready("the porin agent", pid, paths.log, LIMIT, ready)?;
     Ok(pid)
 }
 

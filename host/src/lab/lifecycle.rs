@@ -55,6 +55,13 @@ impl Lab {
         self.refresh_dns(&state)?;
 
         writeln!(out, "starting the porin agent in {}", self.name)?;
+        self.start_agent(&node, &mut state, out)?;
+        writeln!(out, "lab {} is up; flows go to {}", self.name, self.flows().display())?;
+        Ok(())
+    }
+
+    /// Starts the agent, records it in the state, and waits until it enforces.
+    fn start_agent(&self, node: &Node, state: &mut State, out: &mut dyn Write) -> anyhow::Result<()> {
         let (manifests, pin_dir, api) = (self.store().dir, self.pin_dir(), self.api_socket());
         let (log, flows) = (self.agent_log(), self.flows());
         let paths = agent::AgentPaths {
@@ -64,12 +71,25 @@ impl Lab {
             log: &log,
             flows: &flows,
         };
-        let pid = agent::start(&node, paths)?;
+        let pid = agent::start(node, paths)?;
         state.agent = Some(pid);
         state.save(&self.state_path())?;
         writeln!(out, "agent: pid {pid}, pinned under {}; log {}", pin_dir.display(), log.display())?;
-        writeln!(out, "lab {} is up; flows go to {}", self.name, flows.display())?;
         Ok(())
+    }
+
+    /// Stops the agent (SIGTERM, or SIGKILL with `kill`: a crash) and starts
+    /// a new one on the same pinned datapath, as a DaemonSet rollout would.
+    /// The datapath enforces throughout.
+    pub fn restart_agent(&self, kill: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        if let Some(pid) = state.agent.filter(|pid| super::running(&state.node, *pid)) {
+            process::signal(pid, if kill { "KILL" } else { "TERM" })?;
+            process::stop(&[pid]);
+            writeln!(out, "agent pid {pid} {}", if kill { "killed" } else { "stopped" })?;
+        }
+        self.start_agent(&Node::open(&state.node), &mut state, out)
     }
 
     fn add_world(&self, node: &Node, state: &mut State, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 //! log events and on the [`api`].
 
 pub mod api;
+mod filters;
 pub mod sources;
 mod status;
 mod watch;
@@ -22,6 +23,7 @@ use anyhow::{Context, bail};
 use porin_sdk::RuleSetId;
 use tracing::{error, info, warn};
 
+use self::filters::FilterDir;
 use self::sources::{Reading, Sources};
 pub use self::status::Status;
 pub use self::watch::Watcher;
@@ -54,6 +56,7 @@ pub struct Agent {
     installed_rule_sets: BTreeSet<RuleSetId>,
     proxy_port: u16,
     status: tokio::sync::watch::Sender<Status>,
+    filters: Option<FilterDir>,
 }
 
 impl Agent {
@@ -64,6 +67,7 @@ impl Agent {
         mut datapath: Datapath,
         proxy_port: u16,
         settings: &datapath::Settings,
+        filters_dir: Option<PathBuf>,
     ) -> anyhow::Result<Agent> {
         let writer = MapWriter::new(datapath.take_maps()?, proxy_port, settings);
         let empty = policy::compile(&Manifests::default(), &Workloads::default());
@@ -77,6 +81,7 @@ impl Agent {
             installed_rule_sets: BTreeSet::new(),
             proxy_port,
             status: tokio::sync::watch::Sender::new(Status::default()),
+            filters: filters_dir.map(FilterDir::new),
         })
     }
 
@@ -157,6 +162,15 @@ impl Agent {
         }
         let (workloads, found) = Workloads::from_manifests(&manifests);
         manifests.diagnostics.extend(found);
+        if let Some(filters) = &mut self.filters {
+            let refreshed = filters.refresh(&self.registry);
+            for name in refreshed.loaded {
+                info!("filter {name} loaded");
+            }
+            for error in refreshed.errors {
+                warn!("filter not loaded: {error}");
+            }
+        }
         let policy = Arc::new(policy::recompile(&manifests, &workloads, &self.policy));
 
         let in_use = policy.rule_sets_in_use();

@@ -39,6 +39,10 @@ pub struct AgentArgs {
     /// Print every flow (datapath and proxy) as a JSON line on standard output.
     #[arg(long)]
     pub log_flows: bool,
+    /// More filter modules: NAME.wasm is the filter NAME; new and changed
+    /// files are loaded before each update.
+    #[arg(long, value_name = "DIR")]
+    pub filters_dir: Option<PathBuf>,
     /// Where the HTTP API (/healthz, /readyz, /v1/status) listens:
     /// unix:PATH or IP:PORT.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_API_ADDRESS)]
@@ -114,7 +118,15 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     let events = datapath.take_events()?;
     datapath::install_redirect_routing()?;
     let mut agent =
-        Agent::new(args.manifests.clone(), registry, resolver, datapath, args.proxy_port, &settings)?;
+        Agent::new(
+            args.manifests.clone(),
+            registry,
+            resolver,
+            datapath,
+            args.proxy_port,
+            &settings,
+            args.filters_dir.clone(),
+        )?;
 
     let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "porin".into(), |h| h.trim().to_string());

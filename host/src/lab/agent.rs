@@ -29,6 +29,8 @@ pub(super) struct AgentPaths<'a> {
     pub(super) log: &'a Path,
     /// Its stdout: one flow per line.
     pub(super) flows: &'a Path,
+    /// Extra filter modules (`NAME.wasm`), loaded on each update.
+    pub(super) filters: &'a Path,
 }
 
 /// Starts `porin agent` (this very binary) in `node` and waits until it
@@ -39,6 +41,7 @@ pub(super) fn start(node: &Node, paths: AgentPaths<'_>) -> anyhow::Result<u32> {
     command.args(["agent", "--log-flows", "-f"]).arg(paths.manifests).arg("--pin-dir").arg(paths.pin_dir);
     // A socket of its own: agents of other labs (and the machine's) run too.
     command.arg("--api").arg(format!("unix:{}", paths.api.display()));
+    command.arg("--filters-dir").arg(paths.filters);
     // The log is appended to across restarts: only this agent's lines count.
     let start = read(paths.log).len();
     let pid = spawn_detached(&command, paths.flows, paths.log)?;

@@ -32,7 +32,7 @@ impl Lab {
                 self.dir.display()
             );
         }
-        for dir in ["manifests", "dns", "logs"] {
+        for dir in ["manifests", "dns", "logs", "filters"] {
             create_dir(&self.dir.join(dir))?;
         }
         let _lock = Lock::acquire(&self.dir)?;
@@ -63,13 +63,14 @@ impl Lab {
     /// Starts the agent, records it in the state, and waits until it enforces.
     fn start_agent(&self, node: &Node, state: &mut State, out: &mut dyn Write) -> anyhow::Result<()> {
         let (manifests, pin_dir, api) = (self.store().dir, self.pin_dir(), self.api_socket());
-        let (log, flows) = (self.agent_log(), self.flows());
+        let (log, flows, filters) = (self.agent_log(), self.flows(), self.dir.join("filters"));
         let paths = agent::AgentPaths {
             manifests: &manifests,
             pin_dir: &pin_dir,
             api: &api,
             log: &log,
             flows: &flows,
+            filters: &filters,
         };
         let pid = agent::start(node, paths)?;
         state.agent = Some(pid);

@@ -117,16 +117,15 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     let mut datapath = Datapath::load(settings.clone())?;
     let events = datapath.take_events()?;
     datapath::install_redirect_routing()?;
-    let mut agent =
-        Agent::new(
-            args.manifests.clone(),
-            registry,
-            resolver,
-            datapath,
-            args.proxy_port,
-            &settings,
-            args.filters_dir.clone(),
-        )?;
+    let mut agent = Agent::new(
+        args.manifests.clone(),
+        registry,
+        resolver,
+        datapath,
+        args.proxy_port,
+        &settings,
+        args.filters_dir.clone(),
+    )?;
 
     let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "porin".into(), |h| h.trim().to_string());

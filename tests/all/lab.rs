@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use porin_tests::{TempDir, fixture, have, must_run, output_within, porin_binary};
+use porin_tests::{
+    TempDir, build_sdk_example, fixture, have, have_kafka_clients, kafka_client_script, must_run,
+    output_within, porin_binary, python,
+};
 
 const WORLD_IP: &str = "198.51.100.10";
 
@@ -448,4 +451,102 @@ fn the_seed_article_end_to_end() {
     apply("lab/cnp-front-to-back-get-only.yaml");
     assert_eq!(http_code("POST", "/admin"), "403");
     assert_eq!(http_code("GET", "/"), "200");
+}
+
+/// Beyond the article, with real clients in one lab: a DNS rule (frontend
+/// resolves backend names only; porin's dns filter answers the rest with
+/// REFUSED), a Kafka topic rule in front of a broker pod (the backend
+/// produces to `orders`; `payments` gets TOPIC_AUTHORIZATION_FAILED) and a
+/// Redis rule through an SDK filter loaded by the agent (`public:*` keys
+/// only; the rest gets NOPERM).
+#[test]
+fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
+    if !can_run() || !have_kafka_clients() || !have("redis-server") || !have("redis-cli") {
+        return;
+    }
+    let lab = TestLab::new();
+    lab.ok(&["up"]);
+    // The agent loads extra filters from the lab's filters directory.
+    std::fs::copy(build_sdk_example("redis_filter"), lab.dir().join("filters/redis.wasm")).unwrap();
+    let policies = ["cnp-frontend-dns-names", "cnp-kafka-produce-orders", "cnp-redis-public-keys"];
+    for file in std::iter::once("beyond-seed").chain(policies) {
+        lab.ok(&["apply", "-f", fixture(&format!("lab/{file}.yaml")).to_str().unwrap()]);
+    }
+    let pods = lab.ok(&["get", "pods", "-n", "data"]);
+    for (pod, program) in [("kafka", "tansu"), ("redis", "redis-server")] {
+        assert!(pods.lines().any(|l| l.contains(&format!(" {pod} ")) && l.ends_with(program)), "{pods}");
+    }
+
+    let dig = |name: &str| {
+        let out = lab.run(&["exec", "frontend/web", "--", "dig", "+time=2", "+tries=1", name]);
+        text(&out.stdout)
+    };
+    let allowed = dig("api.backend.svc.cluster.local");
+    assert!(allowed.contains("status: NOERROR"), "{allowed}");
+    assert!(allowed.contains(&pod_ip(&lab, "backend", "api")), "{allowed}");
+    for name in ["postgres.db.svc.cluster.local", "example.com"] {
+        let denied = dig(name);
+        assert!(denied.contains("status: REFUSED"), "{name}: {denied}");
+    }
+
+    let script = kafka_client_script();
+    // `kubectl exec` in the broker pod, as with kafka-topics.sh: kafka-python
+    // waits for the metadata of a topic that was never created.
+    let broker_bin = Command::new(python()).arg(&script).arg("broker-bin").output().expect("python runs");
+    assert!(broker_bin.status.success(), "no tansu binary: {}", text(&broker_bin.stderr));
+    let broker_bin = text(&broker_bin.stdout);
+    for topic in ["orders", "payments"] {
+        let create = ["topic", "create", "--broker", "tcp://127.0.0.1:9092", "--partitions", "1", topic];
+        lab.ok(&[&["exec", "data/kafka", "--", broker_bin.trim()], &create[..]].concat());
+    }
+    for lib in ["confluent", "kafka-python"] {
+        let produce = lab.run(&[
+            "run",
+            "-n",
+            "backend",
+            "producer",
+            "--",
+            &python(),
+            script.to_str().unwrap(),
+            "produce",
+            "--lib",
+            lib,
+            "--bootstrap",
+            "kafka.data.svc.cluster.local:9092",
+            "--count",
+            "2",
+            "orders",
+            "payments",
+        ]);
+        let (stdout, stderr) = (text(&produce.stdout), text(&produce.stderr));
+        assert!(produce.status.success(), "{lib}:\n{stdout}\n{stderr}");
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+        let topics = &report["topics"];
+        assert_eq!(topics["orders"], serde_json::json!({"ok": 2, "errors": []}), "{lib}: {report}");
+        let refused = serde_json::json!({"ok": 0, "errors": ["TOPIC_AUTHORIZATION_FAILED"]});
+        assert_eq!(topics["payments"], refused, "{lib}: {report}");
+    }
+
+    // Without a tty, redis-cli prints a reply a line, and errors without
+    // their `(error)` prefix but with an empty line after them.
+    let redis = |command: &str| format!("redis-cli -h redis.data.svc.cluster.local {command}");
+    let commands = ["SET public:a 1", "GET public:a", "SET secret:b 2", "GET secret:b"].map(redis).join("; ");
+    let cli = lab.run(&["run", "-n", "backend", "cli", "--", "sh", "-c", &commands]);
+    let noperm = "NOPERM this command is not allowed by policy";
+    let stdout = text(&cli.stdout);
+    let replies: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(replies, ["OK", "1", noperm, noperm], "{}", text(&cli.stderr));
+    // Straight to redis-server, inside its pod: the denied SET never arrived.
+    let direct = lab.run(&["exec", "data/redis", "--", "redis-cli", "GET", "secret:b"]);
+    assert_eq!(text(&direct.stdout).trim(), "", "redis-server holds secret:b");
+
+    // The refusals are porin's: its filters recorded them as dropped L7 flows.
+    let flows = std::fs::read_to_string(lab.dir().join("flows.jsonl")).unwrap();
+    let flows: Vec<serde_json::Value> = flows.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    for filter in ["dns", "kafka", "redis"] {
+        let dropped = flows
+            .iter()
+            .any(|f| f["Type"] == "L7" && f["verdict"] == "DROPPED" && f["proxy"]["filter"] == filter);
+        assert!(dropped, "no DROPPED L7 flow from the {filter} filter");
+    }
 }

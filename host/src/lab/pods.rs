@@ -87,6 +87,8 @@ impl Lab {
                 let world = state.world.as_ref().map(|world| world.attachment.ip);
                 programs::dnsmasq(pod, &self.cluster_hosts(), dns::CLUSTER_DOMAIN, world, &log)
             }
+            Program::Redis => programs::redis(pod, &dir, &log),
+            Program::Kafka => programs::tansu(pod, &log),
         }
     }
 

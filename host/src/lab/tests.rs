@@ -64,6 +64,9 @@ fn programs_come_from_images_and_postgres_gets_its_password_from_the_manifest() 
         ("docker.io/library/nginx@sha256:abc", Some(Program::Nginx)),
         ("localhost:5000/postgres:15", Some(Program::Postgres)),
         ("registry.k8s.io/coredns/coredns:v1.12.0", Some(Program::ClusterDns)),
+        ("redis:7-alpine", Some(Program::Redis)),
+        ("apache/kafka:3.9.0", Some(Program::Kafka)),
+        ("ghcr.io/tansu-io/tansu", Some(Program::Kafka)),
         ("ghcr.io/nicolaka/netshoot", None),
     ] {
         assert_eq!(Program::for_image(image), program, "{image}");

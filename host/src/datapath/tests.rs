@@ -93,6 +93,11 @@ impl Drop for Pins {
 
 impl Loaded {
     fn new() -> Loaded {
+        Loaded::with(|_| {})
+    }
+
+    /// A datapath with `adjust`ed settings (map sizes).
+    fn with(adjust: impl FnOnce(&mut Settings)) -> Loaded {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/porin-unit-{}-{}",
@@ -100,7 +105,8 @@ impl Loaded {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let pins = Pins(pin_dir.clone());
-        let settings = Settings { pin_dir, ..Settings::default() };
+        let mut settings = Settings { pin_dir, ..Settings::default() };
+        adjust(&mut settings);
         let mut datapath = Datapath::load(settings.clone()).expect("the datapath loads and verifies");
         let writer = MapWriter::new(datapath.take_maps().unwrap(), PROXY_PORT, &settings);
         let events = datapath.take_events().unwrap();
@@ -110,6 +116,10 @@ impl Loaded {
     /// Writes `policy` with every pod local on interface 1 (the loopback
     /// device `BPF_PROG_TEST_RUN` uses).
     fn write(&mut self, policy: &ResolvedPolicy) {
+        self.try_write(policy).expect("maps written");
+    }
+
+    fn try_write(&mut self, policy: &ResolvedPolicy) -> anyhow::Result<super::WriteSummary> {
         let local: BTreeMap<Ipv4Addr, u32> = policy
             .endpoints
             .iter()
@@ -118,7 +128,7 @@ impl Loaded {
                 _ => None,
             })
             .collect();
-        self.writer.write(policy, &local, &[]).expect("maps written");
+        self.writer.write(policy, &local, &[])
     }
 
     fn run(&mut self, hook: Hook, packet: &Packet) -> u32 {
@@ -267,6 +277,20 @@ fn ingress_policy_allows_denies_and_tracks_replies() {
     let policy = compiled(MANIFESTS);
     let identity = |name: &str| policy.endpoint("app", name).unwrap().identity.0;
     assert_eq!((new_flow.src_identity, new_flow.dst_identity), (identity("web"), identity("api")));
+}
+
+#[test]
+fn a_policy_that_does_not_fit_is_refused_and_the_one_in_force_stays() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = Loaded::with(|settings| settings.policy_entries = 4);
+    dp.write(&pods_only());
+    let error = dp.try_write(&compiled(MANIFESTS)).expect_err("more entries than the map holds");
+    assert!(error.to_string().contains("the policy map needs"), "{error}");
+    // Nothing of it was written: api's ingress is still not enforced.
+    assert_eq!(dp.run(Hook::ToPod, &Packet::tcp(OTHER, 43_000, API, 80, SYN)), TC_ACT_UNSPEC);
+    assert_eq!(dp.writer.maps().policy.iter().count(), 0, "no entry was written");
 }
 
 #[test]

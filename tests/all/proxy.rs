@@ -19,7 +19,7 @@ fn read_statuses(stream: &mut TcpStream, count: usize) -> Vec<u16> {
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while seen.len() < count {
+    loop {
         let n = stream.read(&mut buf).unwrap_or(0);
         if n == 0 {
             break;

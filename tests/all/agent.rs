@@ -5,41 +5,12 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::datapath::{API_DENY_WEB, can_run};
 use porin_tests::agent::Agent;
 use porin_tests::netns::Node;
-use porin_tests::{have, must_run, python};
 
 const WEB: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 10);
 const API: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 20);
-
-fn can_run() -> bool {
-    if !must_run() {
-        eprintln!("SKIPPED: agent tests need root (BPF, network namespaces); run as root or with CI set");
-        return false;
-    }
-    have("ip") && have("nsenter") && have("curl") && have(&python())
-}
-
-const DENY_WEB: &str = r#"
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: api-deny-web, namespace: app}
-spec:
-  endpointSelector: {matchLabels: {app: api}}
-  ingressDeny:
-    - fromEndpoints: [{matchLabels: {app: web}}]
-"#;
-
-/// The same policy with a typo in a field name.
-const DENY_WEB_BROKEN: &str = r#"
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: api-deny-web, namespace: app}
-spec:
-  endpointSelector: {matchLabels: {app: api}}
-  ingresDeny:
-    - fromEndpoints: [{matchLabels: {app: web}}]
-"#;
 
 /// Saves `name` as editors do: a temporary file renamed over it.
 fn save(agent: &Agent, name: &str, yaml: &str) {
@@ -82,14 +53,15 @@ fn saved_edits_apply_without_sighup_and_a_broken_edit_keeps_the_last_good_versio
     assert!(web.ping(API, 1000), "no policy selects api yet");
 
     let mut revisions = agent.stderr().matches("policy revision").count();
-    save(&agent, "deny.yaml", DENY_WEB);
+    save(&agent, "deny.yaml", API_DENY_WEB);
     revisions += 1;
     applied_within(&agent, revisions, Duration::from_secs(2));
     assert!(!web.ping(API, 500), "the saved deny is enforced");
     assert!(status(&agent)["revision"].as_u64() > first["revision"].as_u64());
 
     // A typo: reported with the file and line; the deny stays in force.
-    save(&agent, "deny.yaml", DENY_WEB_BROKEN);
+    // The same policy with a typo in a field name.
+    save(&agent, "deny.yaml", &API_DENY_WEB.replace("ingressDeny:", "ingresDeny:"));
     revisions += 1;
     applied_within(&agent, revisions, Duration::from_secs(2));
     let stderr = agent.stderr();

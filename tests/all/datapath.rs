@@ -16,9 +16,11 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 11);
 const API: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 20);
 const EXT: Ipv4Addr = Ipv4Addr::new(10, 210, 9, 9);
 
-fn can_run() -> bool {
+pub(crate) fn can_run() -> bool {
     if !must_run() {
-        eprintln!("SKIPPED: datapath tests need root (BPF, network namespaces); run as root or with CI set");
+        eprintln!(
+            "SKIPPED: datapath and agent tests need root (BPF, network namespaces); run as root or with CI set"
+        );
         return false;
     }
     have("ip") && have("nsenter") && have("curl") && have(&python())
@@ -91,7 +93,7 @@ spec:
     - fromEntities: [host]
 "#;
 
-const API_DENY_WEB: &str = r#"
+pub(crate) const API_DENY_WEB: &str = r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: api-deny-web, namespace: app}

@@ -127,8 +127,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         args.filters_dir.clone(),
     )?;
 
-    let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "porin".into(), |h| h.trim().to_string());
+    let node_name = flow::node_name();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         // Signals first: SIGHUP's default action would end the agent.

@@ -127,6 +127,12 @@ pub async fn next(
     }
 }
 
+/// The name flows carry as `node_name`: the host name, else `porin`.
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "porin".into(), |h| h.trim().to_string())
+}
+
 /// The addresses and ports of a flow.
 pub fn addressing(tcp: bool, source: SocketAddr, destination: SocketAddr) -> (Ip, L4) {
     let ip = Ip {

@@ -127,8 +127,7 @@ impl Proxy {
         limits: Limits,
         flows: FlowSender,
     ) -> std::io::Result<Proxy> {
-        let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "porin".into(), |h| h.trim().to_string());
+        let node_name = crate::flow::node_name();
         let shared =
             Arc::new(Shared { registry, limits, flows, node_name, connections: AtomicUsize::new(0) });
         // Bind the first worker's sockets here, so errors surface now and port 0 resolves.

@@ -24,6 +24,14 @@ const NON_IDENTITY_LABELS: [&str; 6] = [
 /// Container port names → (port, protocol).
 pub type NamedPorts = BTreeMap<String, Vec<(u16, Protocol)>>;
 
+/// The controller that owns a pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Workload {
+    pub name: String,
+    /// `Deployment`, `StatefulSet`, ...
+    pub kind: String,
+}
+
 /// One pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -36,6 +44,7 @@ pub struct Endpoint {
     pub ip: Option<IpAddr>,
     /// The container images, which the lab uses to pick a real program.
     pub images: Vec<String>,
+    pub workload: Option<Workload>,
 }
 
 impl Endpoint {
@@ -49,6 +58,7 @@ impl Endpoint {
             named_ports: NamedPorts::new(),
             ip: None,
             images: Vec::new(),
+            workload: None,
         }
     }
 
@@ -72,6 +82,7 @@ impl Endpoint {
             named_ports,
             ip: None,
             images: spec.containers.iter().map(|c| c.image.clone()).collect(),
+            workload: None,
         }
     }
 
@@ -124,12 +135,15 @@ impl Workloads {
                 Body::Controller(controller) => {
                     let namespace = controller.metadata.namespace.as_deref().unwrap_or("default");
                     let template = &controller.spec.template;
-                    Endpoint::from_spec(
+                    let mut endpoint = Endpoint::from_spec(
                         namespace,
                         &controller.metadata.name,
                         &template.metadata.labels,
                         &template.spec,
-                    )
+                    );
+                    let name = controller.metadata.name.clone();
+                    endpoint.workload = Some(Workload { name, kind: controller.kind.clone() });
+                    endpoint
                 }
                 _ => continue,
             };

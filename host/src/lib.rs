@@ -14,6 +14,7 @@ pub mod identity;
 pub mod lab;
 pub mod labels;
 pub mod manifest;
+pub mod observe;
 pub mod policy;
 pub mod proxy;
 pub mod selector;

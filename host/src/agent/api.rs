@@ -5,17 +5,18 @@
 //! * `GET /readyz`: 200 once the datapath enforces and the last update
 //!   applied; 503 with the reason otherwise.
 //! * `GET /v1/status`: the [`Status`] as JSON.
+//! * `GET /v1/flows`, `GET /metrics` and the web UI at `/`: see
+//!   [`crate::observe::api`].
 
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +24,15 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::status::Status;
+use crate::observe::Observer;
+use crate::observe::api::{self as observe_api, Body, response, text};
+
+/// What the API answers from.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub status: watch::Receiver<Status>,
+    pub observer: Arc<Observer>,
+}
 
 /// Where the API listens: `unix:PATH` or `IP:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +84,11 @@ impl Drop for ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `address` and serves `status` from a task of the current runtime.
-    pub fn start(address: &ApiAddress, status: watch::Receiver<Status>) -> anyhow::Result<ApiServer> {
+    /// Binds `address` and serves `state` from a task of the current runtime.
+    pub fn start(address: &ApiAddress, state: ApiState) -> anyhow::Result<ApiServer> {
         match address {
             ApiAddress::Unix(path) => {
-                let task = spawn_accept_loop(bind_unix(path)?, status);
+                let task = spawn_accept_loop(bind_unix(path)?, state);
                 Ok(ApiServer { task, socket_file: Some(path.clone()) })
             }
             ApiAddress::Tcp(address) => {
@@ -86,7 +96,7 @@ impl ApiServer {
                     .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
                     .and_then(TcpListener::from_std)
                     .with_context(|| format!("cannot listen on {address} for the agent API"))?;
-                Ok(ApiServer { task: spawn_accept_loop(listener, status), socket_file: None })
+                Ok(ApiServer { task: spawn_accept_loop(listener, state), socket_file: None })
             }
         }
     }
@@ -112,11 +122,11 @@ impl Accept for TcpListener {
     }
 }
 
-fn spawn_accept_loop(listener: impl Accept, status: watch::Receiver<Status>) -> tokio::task::JoinHandle<()> {
+fn spawn_accept_loop(listener: impl Accept, state: ApiState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match listener.accept_stream().await {
-                Ok(stream) => serve_connection(stream, status.clone()),
+                Ok(stream) => serve_connection(stream, state.clone()),
                 Err(err) => {
                     // Out of file descriptors, say: wait a moment rather than spin.
                     tracing::warn!("agent API: accept failed: {err}");
@@ -142,12 +152,17 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("cannot listen on {} for the agent API", path.display()))
 }
 
-fn serve_connection<S>(stream: S, status: watch::Receiver<Status>)
+fn serve_connection<S>(stream: S, state: ApiState)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let response = respond(request.method(), request.uri().path(), &status.borrow());
+        let (method, uri) = (request.method(), request.uri());
+        let response = if observe_api::serves(uri.path()) && matches!(*method, Method::GET | Method::HEAD) {
+            observe_api::respond(uri.path(), uri.query().unwrap_or(""), &state.observer)
+        } else {
+            respond(method, uri.path(), &state.status.borrow())
+        };
         async move { Ok::<_, Infallible>(response) }
     });
     tokio::spawn(async move {
@@ -162,9 +177,10 @@ where
     });
 }
 
-fn respond(method: &Method, path: &str, status: &Status) -> Response<Full<Bytes>> {
-    if !matches!(path, "/healthz" | "/readyz" | "/v1/status") {
-        return text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /v1/status\n".to_string());
+fn respond(method: &Method, path: &str, status: &Status) -> Response<Body> {
+    if !matches!(path, "/healthz" | "/readyz" | "/v1/status") && !observe_api::serves(path) {
+        let paths = "/healthz, /readyz, /v1/status, /v1/flows, /metrics or / (the web UI)";
+        return text(StatusCode::NOT_FOUND, format!("not found: try {paths}\n"));
     }
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_string());
@@ -180,18 +196,6 @@ fn respond(method: &Method, path: &str, status: &Status) -> Response<Full<Bytes>
             response(StatusCode::OK, "application/json", json + "\n")
         }
     }
-}
-
-fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
-    response(code, "text/plain; charset=utf-8", body)
-}
-
-fn response(code: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(code)
-        .header(hyper::header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid response")
 }
 
 #[cfg(test)]

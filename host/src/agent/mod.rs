@@ -31,7 +31,9 @@ use crate::datapath::{self, Datapath, MapWriter, WriteSummary};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::endpoint::Workloads;
 use crate::filter::FilterRegistry;
+use crate::flow::EndpointIndex;
 use crate::manifest::Manifests;
+use crate::observe::Observer;
 use crate::policy::{self, ResolvedPolicy};
 use crate::proxy::PolicyResolver;
 
@@ -42,6 +44,15 @@ struct Applied {
     diagnostics: Vec<Diagnostic>,
     local_endpoints: usize,
     maps: WriteSummary,
+}
+
+/// What an apply updates besides the datapath: the filters' rule sets, the
+/// proxy's routes, and who is who in flows.
+#[derive(Debug, Clone)]
+pub struct Consumers {
+    pub registry: Arc<FilterRegistry>,
+    pub resolver: Arc<PolicyResolver>,
+    pub observer: Arc<Observer>,
 }
 
 /// The agent's state between applies.
@@ -57,18 +68,19 @@ pub struct Agent {
     proxy_port: u16,
     status: tokio::sync::watch::Sender<Status>,
     filters: Option<FilterDir>,
+    observer: Arc<Observer>,
 }
 
 impl Agent {
     pub fn new(
         sources: Vec<PathBuf>,
-        registry: Arc<FilterRegistry>,
-        resolver: Arc<PolicyResolver>,
+        consumers: Consumers,
         mut datapath: Datapath,
         proxy_port: u16,
         settings: &datapath::Settings,
         filters_dir: Option<PathBuf>,
     ) -> anyhow::Result<Agent> {
+        let Consumers { registry, resolver, observer } = consumers;
         let writer = MapWriter::new(datapath.take_maps()?, proxy_port, settings);
         let empty = policy::compile(&Manifests::default(), &Workloads::default());
         Ok(Agent {
@@ -82,6 +94,7 @@ impl Agent {
             proxy_port,
             status: tokio::sync::watch::Sender::new(Status::default()),
             filters: filters_dir.map(FilterDir::new),
+            observer,
         })
     }
 
@@ -102,6 +115,14 @@ impl Agent {
 
     pub fn datapath_mut(&mut self) -> &mut Datapath {
         &mut self.datapath
+    }
+
+    /// Passes the datapath's counters to the metrics.
+    pub fn report_counters(&self) {
+        match self.writer.counters() {
+            Ok(totals) => self.observer.metrics().datapath_counters(&datapath::abi::COUNTERS, &totals),
+            Err(err) => warn!("cannot read the datapath's counters: {err:#}"),
+        }
     }
 
     /// Reads the sources and applies them (at start, and on SIGHUP).
@@ -216,6 +237,7 @@ impl Agent {
         let reported: HashSet<String> = self.policy.diagnostics.iter().map(ToString::to_string).collect();
         let diagnostics =
             policy.diagnostics.iter().filter(|d| !reported.contains(&d.to_string())).cloned().collect();
+        self.observer.set_endpoints(EndpointIndex::new(&policy));
         self.policy = policy;
         self.sources.commit(reading);
         Ok(Applied { diagnostics, local_endpoints: local.len(), maps })

@@ -13,11 +13,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use crate::agent::api::{ApiAddress, ApiServer, DEFAULT_API_ADDRESS};
-use crate::agent::{Agent, Watcher};
+use crate::agent::api::{ApiAddress, ApiServer, ApiState, DEFAULT_API_ADDRESS};
+use crate::agent::{Agent, Consumers, Watcher};
 use crate::datapath::{self, Datapath, EventReader, Settings};
 use crate::filter::{FilterRegistry, RuntimeConfig};
-use crate::flow::{self, Flow};
+use crate::flow::{self, FlowStore};
+use crate::observe::export::{self, ExportSettings, RotatingFile};
+use crate::observe::{FlowFollower, Observer};
 use crate::proxy::{Limits, Listener, PolicyResolver, Proxy, Transport};
 
 #[derive(Debug, Args)]
@@ -39,14 +41,27 @@ pub struct AgentArgs {
     /// Print every flow (datapath and proxy) as a JSON line on standard output.
     #[arg(long)]
     pub log_flows: bool,
+    /// Flows the node keeps in memory for `porin observe`, the API and the UI.
+    #[arg(long, value_name = "N", default_value_t = FlowStore::DEFAULT_CAPACITY)]
+    pub flow_buffer: usize,
+    /// Also write every flow as a JSON line to FILE, rotated by size (FILE.1, FILE.2, ...).
+    #[arg(long, value_name = "FILE")]
+    pub export_flows: Option<PathBuf>,
+    /// Rotate the export file when it reaches this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub export_max_size: u64,
+    /// Rotated export files to keep.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub export_max_backups: usize,
     /// More filter modules: NAME.wasm is the filter NAME; new and changed
     /// files are loaded before each update.
     #[arg(long, value_name = "DIR")]
     pub filters_dir: Option<PathBuf>,
-    /// Where the HTTP API (/healthz, /readyz, /v1/status) listens:
-    /// unix:PATH or IP:PORT.
+    /// Where the HTTP API (/healthz, /readyz, /v1/status, /v1/flows,
+    /// /metrics, the web UI at /) listens: unix:PATH or IP:PORT; repeat to
+    /// listen on several.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_API_ADDRESS)]
-    pub api: ApiAddress,
+    pub api: Vec<ApiAddress>,
     /// Which log events to print on standard error, e.g. `debug` or
     /// `porin=debug,warn`. Default: $RUST_LOG, else `info`.
     #[arg(long, value_name = "FILTER")]
@@ -110,38 +125,48 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         transparent_listener("transparent-tcp", args.proxy_port, Transport::Tcp, &resolver),
         transparent_listener("transparent-udp", args.proxy_port, Transport::Udp, &resolver),
     ];
-    let flows = flow::channel(65_536);
-    let mut proxy_flows: flow::Subscription = args.log_flows.then(|| flows.subscribe());
-    let proxy = Proxy::start(listeners, registry.clone(), Limits::default(), flows)?;
+    let observer = Observer::new(args.flow_buffer);
+    let export = match &args.export_flows {
+        Some(path) => Some(RotatingFile::open(ExportSettings {
+            path: path.clone(),
+            max_bytes: args.export_max_size << 20,
+            max_backups: args.export_max_backups,
+        })?),
+        None => None,
+    };
+    let mut logged_flows = args.log_flows.then(|| FlowFollower::new(&observer));
+    let proxy = Proxy::start(listeners, registry.clone(), Limits::default(), Some(observer.clone()))?;
 
     let mut datapath = Datapath::load(settings.clone())?;
     let events = datapath.take_events()?;
     datapath::install_redirect_routing()?;
     let mut agent = Agent::new(
         args.manifests.clone(),
-        registry,
-        resolver,
+        Consumers { registry, resolver, observer: observer.clone() },
         datapath,
         args.proxy_port,
         &settings,
         args.filters_dir.clone(),
     )?;
 
-    let node_name = flow::node_name();
+    let node_name: Arc<str> = flow::node_name().into();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         // Signals first: SIGHUP's default action would end the agent.
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
-        let _api = ApiServer::start(&args.api, agent.status())?;
+        let state = ApiState { status: agent.status(), observer: observer.clone() };
+        let _api = args
+            .api
+            .iter()
+            .map(|address| ApiServer::start(address, state.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _export = export.map(|file| tokio::spawn(export::run(observer.clone(), file)));
         let mut watcher = Watcher::new(agent.source_paths().to_vec());
         agent.update();
         let mut events = EventReader::new(events)?;
-        let print = |flow: &Flow, out: &mut dyn Write| -> std::io::Result<()> {
-            writeln!(out, "{}", serde_json::to_string(flow).expect("flows serialize"))?;
-            out.flush()
-        };
+        let mut counters = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = terminate.recv() => break,
@@ -152,20 +177,21 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 }
                 () = watcher.changed() => agent.update_if_changed(),
                 batch = events.next_batch() => {
-                    let policy = agent.policy();
+                    let endpoints = observer.endpoints();
                     for event in batch? {
-                        if args.log_flows {
-                            print(&datapath::flow_of(&event, &policy, &node_name), out)?;
-                        }
+                        observer.publish(datapath::flow_of(&event, &endpoints, &node_name));
                     }
                 }
-                flow = flow::next(&mut proxy_flows) => match flow {
-                    Ok(flow) => print(&flow, out)?,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
-                        tracing::warn!("{lost} proxy flows lost (output too slow)")
+                _ = counters.tick() => agent.report_counters(),
+                (lost, batch) = FlowFollower::next_of(&mut logged_flows) => {
+                    if lost > 0 {
+                        tracing::warn!("{lost} flows not logged (output too slow)");
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
+                    for stored in batch {
+                        writeln!(out, "{}", serde_json::to_string(&stored.flow)?)?;
+                    }
+                    out.flush()?;
+                }
             }
         }
         anyhow::Ok(())

@@ -11,7 +11,8 @@ use porin_sdk::{Peer, RuleSetId, TrafficDirection};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::filter::{FilterRegistry, RuntimeConfig};
-use crate::flow;
+use crate::flow::FlowStore;
+use crate::observe::{FlowFollower, Observer};
 use crate::proxy::{GatewayConfig, Listener, PeerConfig, Proxy, Route, Stage, StaticRoute};
 
 #[derive(Debug, Args)]
@@ -88,9 +89,10 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
             resolver: Arc::new(StaticRoute { route }),
         });
     }
-    let flows = flow::channel(65_536);
-    let mut subscription: flow::Subscription = args.log_flows.then(|| flows.subscribe());
-    let proxy = Proxy::start(listeners.clone(), registry.clone(), limits, flows)?;
+    // Flows are built only to be printed.
+    let observer = args.log_flows.then(|| Observer::new(FlowStore::DEFAULT_CAPACITY));
+    let mut flows = observer.as_ref().map(FlowFollower::new);
+    let proxy = Proxy::start(listeners.clone(), registry.clone(), limits, observer)?;
     for (listener, bound) in listeners.iter().zip(&proxy.bound) {
         writeln!(err, "porin gateway: {} listening on {bound} ({:?})", listener.name, listener.transport)?;
     }
@@ -110,13 +112,14 @@ pub(super) fn run(args: GatewayArgs, out: &mut dyn Write, err: &mut dyn Write) -
                         Err(e) => writeln!(err, "porin gateway: reload failed, previous rules stay: {e:#}")?,
                     }
                 }
-                flow = flow::next(&mut subscription) => match flow {
-                    Ok(flow) => writeln!(out, "{}", serde_json::to_string(&*flow)?)?,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
-                        writeln!(err, "porin gateway: {lost} flows lost (output too slow)")?
+                (lost, batch) = FlowFollower::next_of(&mut flows) => {
+                    if lost > 0 {
+                        writeln!(err, "porin gateway: {lost} flows lost (output too slow)")?;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
+                    for stored in batch {
+                        writeln!(out, "{}", serde_json::to_string(&stored.flow)?)?;
+                    }
+                }
             }
             out.flush()?;
         }

@@ -5,6 +5,7 @@ mod agent;
 mod filter;
 mod gateway;
 mod lab;
+mod observe;
 mod policy;
 
 use std::io::Write;
@@ -16,6 +17,7 @@ pub use agent::{AgentArgs, AgentCommand};
 pub use filter::{FilterCommand, TestArgs};
 pub use gateway::GatewayArgs;
 pub use lab::{LabArgs, LabCommand, Resource};
+pub use observe::{ObserveArgs, ObserveFilters};
 pub use policy::{CompileArgs, ExplainArgs, PolicyCommand, ValidateArgs};
 
 #[derive(Debug, Parser)]
@@ -39,6 +41,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Run a small cluster in network namespaces (node, pods, world, agent), driven like kubectl.
     Lab(LabArgs),
+    /// Show flows (connections and requests, forwarded and dropped) from an agent, like hubble observe.
+    Observe(ObserveArgs),
 }
 
 /// Output format.
@@ -60,6 +64,7 @@ impl Cli {
             Command::Gateway(args) => gateway::run(args, out, err),
             Command::Agent(args) => agent::run(args, out, err),
             Command::Lab(args) => lab::run(args, out, err),
+            Command::Observe(args) => observe::run(args, out),
         }
     }
 }

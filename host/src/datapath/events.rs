@@ -1,14 +1,14 @@
 //! Reads the datapath's ring buffer and turns its events into flows.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
 use super::abi::{self, FlowEvent};
-use crate::flow::{self, Flow, FlowEndpoint, Ip, L4, Ports, Verdict};
-use crate::policy::ResolvedPolicy;
+use crate::flow::{EndpointIndex, Flow, Ip, L4, Ports, Timestamp, TrafficDirection, Uuid, Verdict};
 
 /// The datapath's event ring buffer.
 pub struct EventRing(RingBuf<MapData>);
@@ -69,30 +69,9 @@ impl EventReader {
     }
 }
 
-fn address(bytes: [u8; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(bytes)
-}
-
-/// A flow endpoint for an address, with the pod's metadata when the
-/// address is one of the policy's endpoints.
-fn endpoint(policy: &ResolvedPolicy, ip: Ipv4Addr, identity: u32) -> FlowEndpoint {
-    let pod = policy.endpoints.iter().find(|e| e.ip == Some(ip.into()));
-    let labels = policy
-        .identities
-        .get(crate::identity::NumericIdentity(identity))
-        .map(|i| i.labels.iter().map(ToString::to_string).collect())
-        .unwrap_or_default();
-    FlowEndpoint {
-        identity,
-        namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),
-        pod_name: pod.map(|p| p.name.clone()).unwrap_or_default(),
-        labels,
-    }
-}
-
-/// The flow an event stands for, enriched with `policy`'s endpoints.
-pub fn flow_of(event: &FlowEvent, policy: &ResolvedPolicy, node_name: &str) -> Flow {
-    let (source, destination) = (address(event.saddr), address(event.daddr));
+/// The flow an event stands for, enriched with `endpoints`.
+pub fn flow_of(event: &FlowEvent, endpoints: &EndpointIndex, node_name: &Arc<str>) -> Flow {
+    let (source, destination) = (IpAddr::from(event.saddr), IpAddr::from(event.daddr));
     let ports = Ports {
         source_port: u16::from_be_bytes(event.sport),
         destination_port: u16::from_be_bytes(event.dport),
@@ -109,49 +88,25 @@ pub fn flow_of(event: &FlowEvent, policy: &ResolvedPolicy, node_name: &str) -> F
         abi::VERDICT_REDIRECTED => Verdict::Redirected,
         _ => Verdict::Dropped,
     };
-    let reason = (verdict == Verdict::Dropped).then(|| abi::drop_reason_name(event.drop_reason).to_string());
-    let direction = match event.direction {
-        abi::DIR_EGRESS => flow::TrafficDirection::Egress,
-        _ => flow::TrafficDirection::Ingress,
-    };
-    let summary = summary(event, &l4, reason.as_deref());
     Flow {
-        time: flow::rfc3339_now(),
-        uuid: flow::new_uuid(),
+        time: Timestamp::now(),
+        uuid: Uuid::new(),
         verdict,
-        drop_reason_desc: reason,
-        ip: Ip { source: source.to_string(), destination: destination.to_string(), ip_version: "IPv4" },
+        drop_reason_desc: (verdict == Verdict::Dropped)
+            .then(|| abi::drop_reason_name(event.drop_reason).into()),
+        ip: Ip::new(source, destination),
         l4,
-        source: endpoint(policy, source, event.src_identity),
-        destination: endpoint(policy, destination, event.dst_identity),
-        kind: "L3_L4",
-        node_name: node_name.to_string(),
+        source: endpoints.endpoint(source, event.src_identity),
+        destination: endpoints.endpoint(destination, event.dst_identity),
+        node_name: node_name.clone(),
         l7: None,
-        traffic_direction: direction,
+        traffic_direction: match event.direction {
+            abi::DIR_EGRESS => TrafficDirection::Egress,
+            _ => TrafficDirection::Ingress,
+        },
         is_reply: event.is_reply != 0,
+        policy_revoked: event.kind == abi::EVENT_REVOKED,
         proxy: None,
-        summary,
-    }
-}
-
-/// Hubble-style summaries: `TCP Flags: SYN`, `ICMPv4 EchoRequest`, with
-/// what happened to established flows spelled out.
-fn summary(event: &FlowEvent, l4: &L4, reason: Option<&str>) -> String {
-    let transport = match l4 {
-        L4::Tcp(_) => "TCP".to_string(),
-        L4::Udp(_) => "UDP".to_string(),
-        L4::Icmpv4 { r#type: 8, .. } => "ICMPv4 EchoRequest".to_string(),
-        L4::Icmpv4 { r#type: 0, .. } => "ICMPv4 EchoReply".to_string(),
-        L4::Icmpv4 { r#type, code } => format!("ICMPv4 type {type} code {code}"),
-        L4::Other { protocol } => format!("IP protocol {protocol}"),
-    };
-    match (event.kind, event.verdict, reason) {
-        (abi::EVENT_REVOKED, _, Some(reason)) => {
-            format!("{transport} connection revoked by policy ({reason})")
-        }
-        (_, abi::VERDICT_REDIRECTED, _) => format!("{transport} to proxy port {}", event.proxy_port),
-        (_, _, Some(reason)) => format!("{transport} dropped ({reason})"),
-        _ => format!("{transport} new flow"),
     }
 }
 
@@ -175,15 +130,14 @@ mod tests {
             direction: abi::DIR_EGRESS,
             ..FlowEvent::default()
         };
-        let policy = crate::policy::compile(&Default::default(), &Default::default());
-        let flow = flow_of(&event, &policy, "node-1");
+        let flow = flow_of(&event, &EndpointIndex::default(), &"node-1".into());
         let json = serde_json::to_value(&flow).unwrap();
         assert_eq!(json["verdict"], "DROPPED");
         assert_eq!(json["drop_reason_desc"], "POLICY_DENIED");
         assert_eq!(json["l4"]["TCP"]["destination_port"], 80);
         assert_eq!(json["traffic_direction"], "EGRESS");
         assert_eq!(json["source"]["identity"], 256);
-        assert_eq!(flow.summary, "TCP dropped (POLICY_DENIED)");
+        assert_eq!(flow.summary(), "TCP dropped (POLICY_DENIED)");
     }
 
     #[test]

@@ -66,6 +66,13 @@ impl MapWriter {
         &mut self.maps
     }
 
+    /// The datapath's counters ([`super::abi::COUNTERS`]), summed over CPUs.
+    pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
+        (0..super::abi::COUNTERS.len() as u32)
+            .map(|index| Ok(self.maps.counters.get(&index, 0)?.iter().sum()))
+            .collect()
+    }
+
     /// Makes the maps say what `policy` says for the endpoints on this node
     /// (`local`: pod address → host-side interface index; `host`: the
     /// node's own addresses).

@@ -1,21 +1,42 @@
 //! Flows: what happened to a connection or a request, under Hubble's field
-//! names, so tools that read Hubble JSON read porin's.
+//! names and meanings, so tools that read Hubble JSON read porin's.
 //!
-//! The proxy publishes flows on a [`FlowSender`]; the observability layer
-//! (store, API, `porin observe`) subscribes.
+//! The datapath's events and the filters' L7 records both become a [`Flow`],
+//! enriched with the endpoints' metadata at the time of the flow
+//! ([`EndpointIndex`]). Flows go into a bounded [`FlowStore`]; readers
+//! (the API, `porin observe`, the web UI, the exporter) select them with a
+//! [`FlowFilter`].
+//!
+//! A flow is kept compact because the store holds tens of thousands: the
+//! time and UUID are integers, endpoint metadata is shared, and the `l7`
+//! object stays the JSON it is written as; the `Summary` is derived when
+//! the flow is written out.
 
+mod endpoints;
+mod filter;
+mod record;
+mod store;
+mod summary;
 mod time;
+mod uuid;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::{Map, Value};
-use tokio::sync::broadcast;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
-pub use time::rfc3339_now;
+pub use self::endpoints::EndpointIndex;
+pub use self::filter::{FlowFilter, FlowQuery};
+pub use self::record::{L7Record, parse_record};
+pub use self::store::{FlowReader, FlowStore, StoredFlow};
+pub use self::time::Timestamp;
+pub use self::uuid::Uuid;
+pub use crate::endpoint::Workload;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Forwarded,
@@ -25,40 +46,84 @@ pub enum Verdict {
     Redirected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl Verdict {
+    pub const ALL: [Verdict; 4] = [Verdict::Forwarded, Verdict::Dropped, Verdict::Error, Verdict::Redirected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Forwarded => "FORWARDED",
+            Verdict::Dropped => "DROPPED",
+            Verdict::Error => "ERROR",
+            Verdict::Redirected => "REDIRECTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TrafficDirection {
     Ingress,
     Egress,
 }
 
-/// One side of a flow.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct FlowEndpoint {
-    pub identity: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
+/// What is known about one side of a flow besides its identity; shared by
+/// every flow of that endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pod_name: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<Workload>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One side of a flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowEndpoint {
+    #[serde(default)]
+    pub identity: u32,
+    #[serde(flatten)]
+    pub info: Arc<EndpointInfo>,
+}
+
+impl FlowEndpoint {
+    /// `namespace/pod`, or empty for an endpoint that is not a pod.
+    pub fn pod(&self) -> Option<String> {
+        (!self.info.pod_name.is_empty()).then(|| format!("{}/{}", self.info.namespace, self.info.pod_name))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpVersion {
+    IPv4,
+    IPv6,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ip {
-    pub source: String,
-    pub destination: String,
+    pub source: IpAddr,
+    pub destination: IpAddr,
     #[serde(rename = "ipVersion")]
-    pub ip_version: &'static str,
+    pub ip_version: IpVersion,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl Ip {
+    pub fn new(source: IpAddr, destination: IpAddr) -> Ip {
+        let ip_version = if source.is_ipv4() { IpVersion::IPv4 } else { IpVersion::IPv6 };
+        Ip { source, destination, ip_version }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
     pub source_port: u16,
     pub destination_port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum L4 {
     #[serde(rename = "TCP")]
     Tcp(Ports),
@@ -71,59 +136,172 @@ pub enum L4 {
     Other { protocol: u8 },
 }
 
+impl L4 {
+    pub fn ports(&self) -> Option<Ports> {
+        match self {
+            L4::Tcp(ports) | L4::Udp(ports) => Some(*ports),
+            L4::Icmpv4 { .. } | L4::Other { .. } => None,
+        }
+    }
+
+    /// `TCP`, `UDP`, `ICMPv4`, or the protocol number.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self {
+            L4::Tcp(_) => "TCP".into(),
+            L4::Udp(_) => "UDP".into(),
+            L4::Icmpv4 { .. } => "ICMPv4".into(),
+            L4::Other { protocol } => format!("IP protocol {protocol}").into(),
+        }
+    }
+}
+
+/// A flow's `l7` object (`type`, `latency_ns`, and one object named after
+/// the protocol: `http`, `dns`, `kafka`, or a custom filter's), kept as the
+/// JSON it is written as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct L7(Box<RawValue>);
+
+impl PartialEq for L7 {
+    fn eq(&self, other: &L7) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl L7 {
+    /// An `l7` object; `None` if `value` is not a JSON object.
+    pub fn new(value: &serde_json::Value) -> Option<L7> {
+        value.is_object().then(|| L7(serde_json::value::to_raw_value(value).expect("JSON values serialize")))
+    }
+
+    /// The object, parsed.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("an L7 object is valid JSON")
+    }
+}
+
 /// Which L7 filter handled a redirected flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyInfo {
-    pub filter: String,
+    pub filter: Arc<str>,
     pub rule_set: u32,
 }
 
-/// One flow record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One flow record. It serializes with Hubble's names plus the derived
+/// `Type`, `event_type` and `Summary`; those three are ignored when read back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Flow {
-    pub time: String,
-    pub uuid: String,
+    pub time: Timestamp,
+    pub uuid: Uuid,
     pub verdict: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drop_reason_desc: Option<String>,
+    /// Why it was dropped: a Hubble drop reason name (`POLICY_DENIED`), or
+    /// the proxy's words.
+    #[serde(default)]
+    pub drop_reason_desc: Option<Cow<'static, str>>,
     #[serde(rename = "IP")]
     pub ip: Ip,
     pub l4: L4,
     pub source: FlowEndpoint,
     pub destination: FlowEndpoint,
-    #[serde(rename = "Type")]
-    pub kind: &'static str,
-    pub node_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub l7: Option<Value>,
+    pub node_name: Arc<str>,
+    #[serde(default)]
+    pub l7: Option<L7>,
     pub traffic_direction: TrafficDirection,
+    #[serde(default)]
     pub is_reply: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A connection the policy allowed when it began and no longer does.
+    #[serde(default)]
+    pub policy_revoked: bool,
+    #[serde(default)]
     pub proxy: Option<ProxyInfo>,
-    #[serde(rename = "Summary")]
-    pub summary: String,
 }
 
-/// Where flows go: a broadcast channel; slow subscribers lose the oldest
-/// flows and are told how many (never silently).
-pub type FlowSender = broadcast::Sender<std::sync::Arc<Flow>>;
-
-/// A sender with room for `capacity` flows per subscriber.
-pub fn channel(capacity: usize) -> FlowSender {
-    broadcast::channel(capacity).0
+/// Hubble's flow types (`Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowType {
+    L3L4,
+    L7,
 }
 
-/// A subscription taken only when someone reads it: unread flows would pile
-/// up in the channel, and with no subscriber the proxy builds none.
-pub type Subscription = Option<broadcast::Receiver<std::sync::Arc<Flow>>>;
+impl FlowType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowType::L3L4 => "L3_L4",
+            FlowType::L7 => "L7",
+        }
+    }
+}
 
-/// The next flow of a subscription; never resolves without one.
-pub async fn next(
-    subscription: &mut Subscription,
-) -> Result<std::sync::Arc<Flow>, broadcast::error::RecvError> {
-    match subscription {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
+/// Cilium's monitor event types, as Hubble's `event_type.type`.
+const EVENT_DROP: u8 = 1;
+const EVENT_TRACE: u8 = 4;
+const EVENT_POLICY_VERDICT: u8 = 5;
+const EVENT_L7: u8 = 129;
+
+impl Flow {
+    /// Proxy flows are L7 flows; the datapath's are L3/L4.
+    pub fn flow_type(&self) -> FlowType {
+        if self.l7.is_some() || self.proxy.is_some() { FlowType::L7 } else { FlowType::L3L4 }
+    }
+
+    fn event_type(&self) -> u8 {
+        match (self.flow_type(), self.verdict) {
+            (FlowType::L7, _) => EVENT_L7,
+            (FlowType::L3L4, Verdict::Redirected) => EVENT_TRACE,
+            (FlowType::L3L4, Verdict::Forwarded) => EVENT_POLICY_VERDICT,
+            (FlowType::L3L4, Verdict::Dropped | Verdict::Error) => EVENT_DROP,
+        }
+    }
+
+    /// Hubble's one-line `Summary`.
+    pub fn summary(&self) -> String {
+        summary::of(self)
+    }
+
+    /// The flow as one JSON line of `/v1/flows` (as `hubble observe -o
+    /// json` writes them): `{"flow":{...}}`.
+    pub fn to_json_line(&self) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            flow: &'a Flow,
+        }
+        serde_json::to_string(&Line { flow: self }).expect("flows serialize")
+    }
+}
+
+impl Serialize for Flow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct EventType {
+            r#type: u8,
+        }
+        let mut s = serializer.serialize_struct("Flow", 17)?;
+        s.serialize_field("time", &self.time)?;
+        s.serialize_field("uuid", &self.uuid)?;
+        s.serialize_field("verdict", &self.verdict)?;
+        if let Some(reason) = &self.drop_reason_desc {
+            s.serialize_field("drop_reason_desc", reason)?;
+        }
+        s.serialize_field("IP", &self.ip)?;
+        s.serialize_field("l4", &self.l4)?;
+        s.serialize_field("source", &self.source)?;
+        s.serialize_field("destination", &self.destination)?;
+        s.serialize_field("Type", self.flow_type().as_str())?;
+        s.serialize_field("node_name", &self.node_name)?;
+        s.serialize_field("event_type", &EventType { r#type: self.event_type() })?;
+        if let Some(l7) = &self.l7 {
+            s.serialize_field("l7", l7)?;
+        }
+        s.serialize_field("traffic_direction", &self.traffic_direction)?;
+        s.serialize_field("is_reply", &self.is_reply)?;
+        if self.policy_revoked {
+            s.serialize_field("policy_revoked", &true)?;
+        }
+        if let Some(proxy) = &self.proxy {
+            s.serialize_field("proxy", proxy)?;
+        }
+        s.serialize_field("Summary", &self.summary())?;
+        s.end()
     }
 }
 
@@ -135,145 +313,9 @@ pub fn node_name() -> String {
 
 /// The addresses and ports of a flow.
 pub fn addressing(tcp: bool, source: SocketAddr, destination: SocketAddr) -> (Ip, L4) {
-    let ip = Ip {
-        source: source.ip().to_string(),
-        destination: destination.ip().to_string(),
-        ip_version: if source.is_ipv4() { "IPv4" } else { "IPv6" },
-    };
     let ports = Ports { source_port: source.port(), destination_port: destination.port() };
-    (ip, if tcp { L4::Tcp(ports) } else { L4::Udp(ports) })
-}
-
-/// A random-looking, unique UUID (v4 layout) without a random source.
-pub fn new_uuid() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
-            as u64;
-    let mut x = seed ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let (a, b) = (next(), next());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-/// An L7 record from a filter, as a flow's verdict, `l7` object and error.
-#[derive(Debug, Clone, PartialEq)]
-pub struct L7Record {
-    pub verdict: Verdict,
-    pub l7: Value,
-    pub error: Option<String>,
-}
-
-/// Turns a filter record (flat JSON with dotted Hubble names) into the
-/// nested `l7` object of a flow: `http.method` becomes `l7.http.method`.
-pub fn parse_record(record: &[u8]) -> Option<L7Record> {
-    let Value::Object(fields) = serde_json::from_slice::<Value>(record).ok()? else { return None };
-    let verdict = match fields.get("verdict").and_then(Value::as_str) {
-        Some("FORWARDED") => Verdict::Forwarded,
-        Some("DROPPED") => Verdict::Dropped,
-        _ => Verdict::Error,
-    };
-    let error = fields.get("error").and_then(Value::as_str).map(str::to_string);
-    let mut l7 = Map::new();
-    for (key, value) in fields {
-        match key.split_once('.') {
-            Some((protocol, field)) => {
-                let group = l7.entry(protocol.to_string()).or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(group) = group {
-                    group.insert(field.to_string(), value);
-                }
-            }
-            None if key == "verdict" => {}
-            None => {
-                l7.insert(key, value);
-            }
-        }
-    }
-    Some(L7Record { verdict, l7: Value::Object(l7), error })
-}
-
-/// A one-line summary of an L7 record, as Hubble writes them.
-pub fn summarize(l7: &Value) -> String {
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-    let kind = l7.get("type").and_then(Value::as_str).unwrap_or("REQUEST");
-    if let Some(http) = l7.get("http") {
-        let (protocol, method, url) = (text(&http["protocol"]), text(&http["method"]), text(&http["url"]));
-        return match kind {
-            "RESPONSE" => {
-                let latency = l7.get("latency_ns").and_then(Value::as_u64).unwrap_or(0) / 1_000_000;
-                format!("{protocol} {} {latency}ms ({method} {url})", text(&http["code"]))
-            }
-            _ => format!("{protocol} {method} {url}"),
-        };
-    }
-    if let Some(dns) = l7.get("dns") {
-        let query = text(&dns["query"]);
-        let qtypes: Vec<String> =
-            dns["qtypes"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
-        return match kind {
-            "RESPONSE" => {
-                let ips: Vec<String> =
-                    dns["ips"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
-                format!(
-                    "DNS Answer \"{}\" TTL: {} (Query {query} {})",
-                    ips.join(","),
-                    text(&dns["ttl"]),
-                    qtypes.join(",")
-                )
-            }
-            _ => format!("DNS Query {query} {}", qtypes.join(",")),
-        };
-    }
-    if let Some(kafka) = l7.get("kafka") {
-        return format!(
-            "Kafka {} {} topic {}",
-            kind.to_lowercase(),
-            text(&kafka["api_key"]),
-            text(&kafka["topic"])
-        );
-    }
-    match l7.get("error").and_then(Value::as_str) {
-        Some(error) => format!("{kind} error: {error}"),
-        None => kind.to_string(),
-    }
+    (Ip::new(source.ip(), destination.ip()), if tcp { L4::Tcp(ports) } else { L4::Udp(ports) })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_nest_under_their_protocol_and_summarize_like_hubble() {
-        let record = br#"{"type":"REQUEST","verdict":"FORWARDED","http.method":"GET","http.url":"http://api/","http.protocol":"HTTP/1.1"}"#;
-        let parsed = parse_record(record).unwrap();
-        assert_eq!(parsed.verdict, Verdict::Forwarded);
-        assert_eq!(parsed.l7["http"]["method"], "GET");
-        assert_eq!(parsed.l7["type"], "REQUEST");
-        assert_eq!(summarize(&parsed.l7), "HTTP/1.1 GET http://api/");
-        let dns = parse_record(
-            br#"{"type":"REQUEST","verdict":"DROPPED","dns.query":"google.com.","dns.qtypes":["A"]}"#,
-        );
-        assert_eq!(summarize(&dns.unwrap().l7), "DNS Query google.com. A");
-        assert!(parse_record(b"not json").is_none());
-    }
-
-    #[test]
-    fn uuids_look_like_v4_and_differ() {
-        let (a, b) = (new_uuid(), new_uuid());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-    }
-}
+pub(crate) mod tests;

@@ -128,7 +128,9 @@ impl Manifests {
             ("v1", "Pod") => typed(map).map(Body::Pod),
             ("v1", "Service") => typed(map).map(Body::Service),
             ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => {
-                typed(map).map(Body::Controller)
+                typed(map).map(|controller| {
+                    Body::Controller(workload::Controller { kind: kind.clone(), ..controller })
+                })
             }
             (_, "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" | "NetworkPolicy") => {
                 Err((None, format!("unsupported apiVersion `{api_version}` for {kind}")))

@@ -62,6 +62,9 @@ pub struct PodStatus {
 /// pod named after the controller, with the template's labels.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Controller {
+    /// `Deployment`, `StatefulSet`, ...: the manifest's `kind`.
+    #[serde(skip)]
+    pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: ControllerSpec,
 }

@@ -37,6 +37,8 @@ pub struct ResolvedEndpoint {
     pub identity: NumericIdentity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::endpoint::Workload>,
     /// Shared between endpoints whose identity and named ports are equal.
     pub policy: Arc<EndpointPolicy>,
 }
@@ -214,6 +216,7 @@ fn resolved_endpoint(
         name: endpoint.name.clone(),
         identity,
         ip: endpoint.ip,
+        workload: endpoint.workload.clone(),
         policy,
     }
 }

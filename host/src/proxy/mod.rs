@@ -36,7 +36,7 @@ pub use config::{ConfigError, GatewayConfig, ListenerConfig, PeerConfig};
 pub use route::{PolicyResolver, Resolver, Route, Stage, StaticRoute};
 
 use crate::filter::FilterRegistry;
-use crate::flow::FlowSender;
+use crate::observe::Observer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,8 +99,9 @@ impl std::fmt::Debug for Listener {
 pub(crate) struct Shared {
     pub(crate) registry: Arc<FilterRegistry>,
     pub(crate) limits: Limits,
-    pub(crate) flows: FlowSender,
-    pub(crate) node_name: String,
+    /// Where flows go; `None` builds none (a gateway nobody observes).
+    pub(crate) observer: Option<Arc<Observer>>,
+    pub(crate) node_name: Arc<str>,
     pub(crate) connections: AtomicUsize,
 }
 
@@ -125,11 +126,11 @@ impl Proxy {
         listeners: Vec<Listener>,
         registry: Arc<FilterRegistry>,
         limits: Limits,
-        flows: FlowSender,
+        observer: Option<Arc<Observer>>,
     ) -> std::io::Result<Proxy> {
-        let node_name = crate::flow::node_name();
+        let node_name = crate::flow::node_name().into();
         let shared =
-            Arc::new(Shared { registry, limits, flows, node_name, connections: AtomicUsize::new(0) });
+            Arc::new(Shared { registry, limits, observer, node_name, connections: AtomicUsize::new(0) });
         // Bind the first worker's sockets here, so errors surface now and port 0 resolves.
         let first = worker::bind_all(&listeners, None)?;
         let bound: Vec<SocketAddr> = first.iter().map(|s| s.local_addr()).collect::<std::io::Result<_>>()?;

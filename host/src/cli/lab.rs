@@ -2,10 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
+
+use super::observe::ObserveFilters;
+use crate::agent::api::ApiAddress;
+use crate::observe::forward;
 
 use crate::lab::{self, Lab, Started, State};
 use crate::manifest::Body;
@@ -75,6 +80,14 @@ pub enum LabCommand {
         #[arg(long)]
         kill: bool,
     },
+    /// Show the lab's flows, like hubble observe (`porin observe` against the lab's agent).
+    Observe(Box<ObserveFilters>),
+    /// Serve the agent's web UI (and API) on the host until interrupted.
+    Ui {
+        /// Where to listen; port 0 picks a free one.
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:12000")]
+        listen: SocketAddr,
+    },
     /// Remove the lab: its processes, datapath, namespaces and state.
     Down,
 }
@@ -121,6 +134,10 @@ pub(super) fn run(args: LabArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
         }
         LabCommand::Status => return status(&lab, out),
         LabCommand::RestartAgent { kill } => lab.restart_agent(kill, out)?,
+        LabCommand::Observe(filters) => {
+            return super::observe::observe(&ApiAddress::Unix(lab.api_socket()), &filters, out);
+        }
+        LabCommand::Ui { listen } => ui(&lab, listen, out)?,
         LabCommand::Down => lab.down(out)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -206,7 +223,11 @@ fn status(lab: &Lab, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let pins = lab.pin_dir();
     writeln!(out, "agent: {}; pinned under {}", shown(&state.node, &agent), pins.display())?;
     writeln!(out, "       log {}, flows {}", lab.agent_log().display(), lab.flows().display())?;
-    writeln!(out, "       API unix:{}", lab.api_socket().display())?;
+    writeln!(
+        out,
+        "       API unix:{} (porin lab observe; porin lab ui for the web UI)",
+        lab.api_socket().display()
+    )?;
     if let Some(world) = &state.world {
         let processes = shown(&world.attachment.netns, &world.processes);
         writeln!(out, "world: {} in {}: {processes}", world.attachment.ip, world.attachment.netns)?;
@@ -220,6 +241,21 @@ fn status(lab: &Lab, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     writeln!(out)?;
     table(&rows, out)?;
     Ok(if healthy && node == "present" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Forwards `listen` to the lab agent's API socket until interrupted.
+fn ui(lab: &Lab, listen: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = ApiAddress::Unix(lab.api_socket());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (listener, bound) = forward::bind(listen).await?;
+        writeln!(out, "porin UI of lab {} at http://{bound}/ (Ctrl-C stops)", lab.name())?;
+        out.flush()?;
+        tokio::select! {
+            served = forward::forward(listener, target) => served,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
 }
 
 fn labels(labels: &BTreeMap<String, String>) -> String {

@@ -144,6 +144,16 @@ impl L4 {
         }
     }
 
+    /// The same with source and destination ports swapped (for replies).
+    pub fn reversed(&self) -> L4 {
+        let swap = |p: &Ports| Ports { source_port: p.destination_port, destination_port: p.source_port };
+        match self {
+            L4::Tcp(ports) => L4::Tcp(swap(ports)),
+            L4::Udp(ports) => L4::Udp(swap(ports)),
+            other => other.clone(),
+        }
+    }
+
     /// `TCP`, `UDP`, `ICMPv4`, or the protocol number.
     pub fn name(&self) -> Cow<'static, str> {
         match self {

@@ -43,13 +43,24 @@ pub(crate) fn http_flow(kind: &str, method: &str, url: &str, code: Option<u16>) 
         http["code"] = code.into();
     }
     let l7 = json!({"type": kind, "latency_ns": 2_000_000, "http": http});
-    Flow {
+    let request = Flow {
         verdict: Verdict::Forwarded,
         drop_reason_desc: None,
         l7: L7::new(&l7),
-        is_reply: kind == "RESPONSE",
         proxy: Some(ProxyInfo { filter: "http".into(), rule_set: 1 }),
         ..sample_flow()
+    };
+    match kind {
+        // A reply's source is the side that sent it.
+        "RESPONSE" => Flow {
+            ip: Ip::new(request.ip.destination, request.ip.source),
+            l4: request.l4.reversed(),
+            source: request.destination.clone(),
+            destination: request.source.clone(),
+            is_reply: true,
+            ..request
+        },
+        _ => request,
     }
 }
 

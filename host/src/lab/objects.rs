@@ -15,7 +15,7 @@ use serde_yaml::Value;
 
 use super::programs::Program;
 use super::state::write_file;
-use crate::manifest::meta::ObjectMeta;
+use crate::manifest::meta::{ObjectMeta, OwnerReference};
 
 /// Kinds that live outside namespaces.
 const CLUSTER_SCOPED: [&str; 4] =
@@ -85,10 +85,19 @@ impl Document {
             Value::Null => BTreeMap::new(),
             labels => serde_yaml::from_value(labels).context("metadata.labels")?,
         };
+        // The lab's pod of a controller is owned by the controller itself
+        // (no ReplicaSet in between).
+        let owner = (self.kind != "Pod").then(|| OwnerReference {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            controller: Some(true),
+        });
         Ok(Some(Workload {
             namespace: self.namespace.clone().unwrap_or_default(),
             name: self.name.clone(),
             labels,
+            owner,
             spec: template["spec"].clone(),
         }))
     }
@@ -112,6 +121,7 @@ pub(super) struct Workload {
     pub(super) namespace: String,
     pub(super) name: String,
     pub(super) labels: BTreeMap<String, String>,
+    owner: Option<OwnerReference>,
     spec: Value,
 }
 
@@ -170,6 +180,7 @@ impl Workload {
             namespace: namespace.to_string(),
             name: name.to_string(),
             labels: all,
+            owner: None,
             spec: serde_yaml::to_value(spec).expect("JSON is YAML"),
         }
     }
@@ -194,6 +205,7 @@ impl Workload {
                 name: self.name.clone(),
                 namespace: Some(self.namespace.clone()),
                 labels: self.labels.clone(),
+                owner_references: self.owner.iter().cloned().collect(),
             },
             spec: &self.spec,
             status: PodStatus { phase: "Running", pod_ip: ip, pod_ips: [PodIp { ip }] },

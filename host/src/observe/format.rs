@@ -176,7 +176,7 @@ mod tests {
              (HTTP/1.1 GET http://api.backend.svc.cluster.local/)"
         );
         let response = compact(&http_flow("RESPONSE", "GET", "http://api/", Some(200)), plain);
-        assert!(response.contains("backend/api:80 (ID:257) <- frontend/web:40000"), "{response}");
+        assert!(response.contains("frontend/web:40000 (ID:256) <- backend/api:80 (ID:257)"), "{response}");
         assert!(
             response.ends_with("http-response FORWARDED (HTTP/1.1 200 2ms (GET http://api/))"),
             "{response}"

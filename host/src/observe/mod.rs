@@ -9,6 +9,7 @@
 pub mod api;
 pub mod export;
 pub mod format;
+pub mod forward;
 mod metrics;
 
 use std::net::IpAddr;

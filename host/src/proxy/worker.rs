@@ -196,15 +196,25 @@ impl FlowReporter {
     fn publish(&self, verdict: Verdict, reason: Option<String>, l7: Option<(L7, bool)>) {
         let (Some(observer), Some(sides)) = (&self.ctx.shared.observer, &self.sides) else { return };
         let (l7, is_reply) = l7.map_or((None, false), |(l7, is_reply)| (Some(l7), is_reply));
+        // As in Hubble, a reply's source is the side that sent it.
+        let (ip, l4, source, destination) = match is_reply {
+            false => (sides.ip.clone(), sides.l4.clone(), &sides.source, &sides.destination),
+            true => (
+                flow::Ip::new(sides.ip.destination, sides.ip.source),
+                sides.l4.reversed(),
+                &sides.destination,
+                &sides.source,
+            ),
+        };
         observer.publish(Flow {
             time: Timestamp::now(),
             uuid: Uuid::new(),
             verdict,
             drop_reason_desc: reason.map(Into::into),
-            ip: sides.ip.clone(),
-            l4: sides.l4.clone(),
-            source: sides.source.clone(),
-            destination: sides.destination.clone(),
+            ip,
+            l4,
+            source: source.clone(),
+            destination: destination.clone(),
             node_name: self.ctx.shared.node_name.clone(),
             l7,
             traffic_direction: match self.direction {

@@ -108,7 +108,7 @@ async fn flows_are_served_as_ndjson_filtered_and_limited() {
     let last: Vec<_> =
         flow_lines(&body).iter().map(|l| l["flow"]["Summary"].as_str().unwrap().to_string()).collect();
     assert_eq!(last, ["HTTP/1.1 200 2ms (GET http://api/)", "HTTP/1.1 POST http://api/admin"]);
-    let (_, body) = get(&socket, "/v1/flows?http_status=200&to_pod=backend%2Fapi").await;
+    let (_, body) = get(&socket, "/v1/flows?http_status=200&from_pod=backend%2Fapi").await;
     assert_eq!(flow_lines(&body).len(), 1);
     let (code, body) = get(&socket, "/v1/flows?verdict=ALLOWED").await;
     assert_eq!(code, 400);

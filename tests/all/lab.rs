@@ -700,4 +700,17 @@ fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
             .any(|f| f["Type"] == "L7" && f["verdict"] == "DROPPED" && f["proxy"]["filter"] == filter);
         assert!(dropped, "no DROPPED L7 flow from the {filter} filter");
     }
+    // And porin observe reads them like Hubble's L7 lines.
+    let dns = observe(&lab, &["--protocol", "dns", "--dns-query", "^example\\.com\\.$", "--last", "100"]);
+    assert!(dns.iter().any(|l| l.ends_with("dns-request DROPPED (DNS Query example.com. A)")), "{dns:#?}");
+    let kafka = observe(&lab, &["--protocol", "kafka", "--verdict", "DROPPED", "--last", "100"]);
+    assert!(
+        kafka.iter().any(|l| l.contains("kafka-request DROPPED") && l.contains("topic payments")),
+        "{kafka:#?}"
+    );
+    let redis = observe(&lab, &["--protocol", "redis", "--verdict", "DROPPED", "--last", "100"]);
+    assert!(
+        redis.iter().any(|l| l.contains("-> data/redis:6379") && l.contains("redis-request DROPPED")),
+        "{redis:#?}"
+    );
 }

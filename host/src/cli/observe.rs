@@ -154,7 +154,7 @@ pub(super) fn observe(
         Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let streamed = runtime.block_on(async {
         let mut printer = Printer { out, output: filters.output, palette, header: false };
         match server {
             ApiAddress::Unix(socket) => {
@@ -170,7 +170,15 @@ pub(super) fn observe(
                 stream_flows(stream, &path, &mut printer).await
             }
         }
-    })?;
+    });
+    match streamed {
+        // The reader went away (`porin observe | head`): done.
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+        other => other?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

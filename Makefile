@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORIN := target/release/porin
 
-.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-datapath clean
+.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-datapath bench-flows clean
 
 help:
 	@echo "make demo          run the main job: the seed article's story, step by step"
@@ -51,7 +51,7 @@ test: lint
 	$(CARGO) build -p porin --bins  # the proxy tests run the real porin binary
 	$(CARGO) test --workspace
 
-bench: bench-policy bench-filters bench-proxy
+bench: bench-policy bench-filters bench-flows bench-proxy
 
 bench-policy: setup
 	$(CARGO) bench -p porin --bench policy_compile
@@ -65,6 +65,9 @@ bench-datapath: build
 
 bench-filters: setup
 	$(CARGO) bench -p porin --bench filter_decision
+
+bench-flows: setup
+	$(CARGO) bench -p porin --bench flow_pipeline
 
 clean:
 	$(CARGO) clean

@@ -154,13 +154,13 @@ impl L4 {
         }
     }
 
-    /// `TCP`, `UDP`, `ICMPv4`, or the protocol number.
-    pub fn name(&self) -> Cow<'static, str> {
+    /// `TCP`, `UDP`, `ICMPv4`, or `OTHER`: a label from a fixed set.
+    pub fn transport(&self) -> &'static str {
         match self {
-            L4::Tcp(_) => "TCP".into(),
-            L4::Udp(_) => "UDP".into(),
-            L4::Icmpv4 { .. } => "ICMPv4".into(),
-            L4::Other { protocol } => format!("IP protocol {protocol}").into(),
+            L4::Tcp(_) => "TCP",
+            L4::Udp(_) => "UDP",
+            L4::Icmpv4 { .. } => "ICMPv4",
+            L4::Other { .. } => "OTHER",
         }
     }
 }
@@ -182,6 +182,17 @@ impl L7 {
     /// An `l7` object; `None` if `value` is not a JSON object.
     pub fn new(value: &serde_json::Value) -> Option<L7> {
         value.is_object().then(|| L7(serde_json::value::to_raw_value(value).expect("JSON values serialize")))
+    }
+
+    /// An `l7` object from its JSON text; `None` unless it is an object.
+    pub fn from_json(json: String) -> Option<L7> {
+        let raw = RawValue::from_string(json).ok()?;
+        raw.get().starts_with('{').then_some(L7(raw))
+    }
+
+    /// The object's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
     }
 
     /// The object, parsed.
@@ -271,11 +282,16 @@ impl Flow {
     /// The flow as one JSON line of `/v1/flows` (as `hubble observe -o
     /// json` writes them): `{"flow":{...}}`.
     pub fn to_json_line(&self) -> String {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            flow: &'a Flow,
-        }
-        serde_json::to_string(&Line { flow: self }).expect("flows serialize")
+        let mut line = Vec::new();
+        self.write_json_line(&mut line);
+        String::from_utf8(line).expect("JSON is UTF-8")
+    }
+
+    /// Appends [`Flow::to_json_line`] without its own allocation.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"flow\":");
+        serde_json::to_writer(&mut *out, self).expect("flows serialize");
+        out.push(b'}');
     }
 }
 

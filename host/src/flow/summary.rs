@@ -3,18 +3,20 @@
 
 use serde_json::Value;
 
-use super::{Flow, Verdict};
+use std::borrow::Cow;
+
+use super::{Flow, L4, Verdict};
 
 pub(super) fn of(flow: &Flow) -> String {
     if let Some(l7) = &flow.l7 {
         return l7_summary(&l7.value());
     }
-    let transport = flow.l4.name();
-    let transport = match flow.l4 {
-        super::L4::Icmpv4 { r#type: 8, .. } => "ICMPv4 EchoRequest".into(),
-        super::L4::Icmpv4 { r#type: 0, .. } => "ICMPv4 EchoReply".into(),
-        super::L4::Icmpv4 { r#type, code } => format!("ICMPv4 type {type} code {code}").into(),
-        _ => transport,
+    let transport: Cow<'static, str> = match flow.l4 {
+        L4::Icmpv4 { r#type: 8, .. } => "ICMPv4 EchoRequest".into(),
+        L4::Icmpv4 { r#type: 0, .. } => "ICMPv4 EchoReply".into(),
+        L4::Icmpv4 { r#type, code } => format!("ICMPv4 type {type} code {code}").into(),
+        L4::Other { protocol } => format!("IP protocol {protocol}").into(),
+        L4::Tcp(_) | L4::Udp(_) => flow.l4.transport().into(),
     };
     let reason = flow.drop_reason_desc.as_deref();
     match (&flow.proxy, flow.verdict, reason) {

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::Observer;
 use super::export::lost_events_line;
-use crate::flow::{FlowQuery, Timestamp};
+use crate::flow::{FlowQuery, StoredFlow, Timestamp};
 
 /// A response body: whole, or streamed.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -98,11 +98,16 @@ fn flows(observer: Arc<Observer>, query: FlowQuery) -> Response<Body> {
         .expect("a valid response")
 }
 
-fn lines(lines: impl IntoIterator<Item = String>) -> Bytes {
-    let mut chunk = String::new();
-    for line in lines {
-        chunk.push_str(&line);
-        chunk.push('\n');
+/// NDJSON for `flows`, after a lost-events line when `lost` > 0.
+fn chunk<'a>(lost: u64, flows: impl IntoIterator<Item = &'a StoredFlow>) -> Bytes {
+    let mut chunk = Vec::new();
+    if lost > 0 {
+        chunk.extend_from_slice(lost_events_line(lost).as_bytes());
+        chunk.push(b'\n');
+    }
+    for stored in flows {
+        stored.flow.write_json_line(&mut chunk);
+        chunk.push(b'\n');
     }
     Bytes::from(chunk)
 }
@@ -111,14 +116,14 @@ fn lines(lines: impl IntoIterator<Item = String>) -> Bytes {
 /// given), then, when following, every new one that matches.
 async fn stream_flows(observer: Arc<Observer>, query: FlowQuery, sender: mpsc::Sender<Bytes>) {
     let mut reader = observer.reader(None);
-    let mut stored: VecDeque<String> = VecDeque::new();
+    let mut stored: VecDeque<Arc<StoredFlow>> = VecDeque::new();
     loop {
         let flows = reader.read(CHUNK_FLOWS);
         if flows.is_empty() {
             break;
         }
-        for flow in flows.iter().filter(|f| query.filter.matches(&f.flow)) {
-            stored.push_back(flow.flow.to_json_line());
+        for flow in flows.into_iter().filter(|f| query.filter.matches(&f.flow)) {
+            stored.push_back(flow);
             if query.last.is_some_and(|last| stored.len() > last) {
                 stored.pop_front();
             }
@@ -127,8 +132,10 @@ async fn stream_flows(observer: Arc<Observer>, query: FlowQuery, sender: mpsc::S
     // Flows overwritten while the stored ones were read are not reported
     // as lost: the request asked for what the store holds.
     reader.take_lost();
-    if !stored.is_empty() && sender.send(lines(stored)).await.is_err() {
-        return;
+    for batch in stored.make_contiguous().chunks(CHUNK_FLOWS) {
+        if sender.send(chunk(0, batch.iter().map(|f| &**f))).await.is_err() {
+            return;
+        }
     }
     if !query.follow {
         return;
@@ -140,10 +147,8 @@ async fn stream_flows(observer: Arc<Observer>, query: FlowQuery, sender: mpsc::S
         }
         let flows = reader.read(CHUNK_FLOWS);
         let lost = observer.reader_lost(&mut reader);
-        let matching = flows.iter().filter(|f| query.filter.matches(&f.flow)).map(|f| f.flow.to_json_line());
-        let chunk: Vec<String> =
-            (lost > 0).then(|| lost_events_line(lost)).into_iter().chain(matching).collect();
-        if !chunk.is_empty() && sender.send(lines(chunk)).await.is_err() {
+        let matching = chunk(lost, flows.iter().map(|f| &**f).filter(|f| query.filter.matches(&f.flow)));
+        if !matching.is_empty() && sender.send(matching).await.is_err() {
             return;
         }
     }

@@ -57,12 +57,13 @@ impl RotatingFile {
         Ok(RotatingFile { settings, file, size })
     }
 
-    pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+    /// Writes `line` and a newline.
+    pub fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         let length = line.len() as u64 + 1;
         if self.size > 0 && self.size + length > self.settings.max_bytes {
             self.rotate()?;
         }
-        self.file.write_all(line.as_bytes())?;
+        self.file.write_all(line)?;
         self.file.write_all(b"\n")?;
         self.size += length;
         Ok(())
@@ -99,12 +100,19 @@ pub async fn run(observer: Arc<Observer>, mut file: RotatingFile) {
         reader.wait().await;
         let flows = reader.read(4096);
         let lost = observer.reader_lost(&mut reader);
-        let mut lines = (lost > 0)
-            .then(|| lost_events_line(lost))
-            .into_iter()
-            .chain(flows.iter().map(|f| f.flow.to_json_line()));
-        let written: std::io::Result<()> =
-            lines.try_for_each(|line| file.write_line(&line)).and_then(|()| file.flush());
+        let mut line = Vec::new();
+        let mut write = |file: &mut RotatingFile| -> std::io::Result<()> {
+            if lost > 0 {
+                file.write_line(lost_events_line(lost).as_bytes())?;
+            }
+            for stored in &flows {
+                line.clear();
+                stored.flow.write_json_line(&mut line);
+                file.write_line(&line)?;
+            }
+            file.flush()
+        };
+        let written = write(&mut file);
         if let Err(err) = written {
             tracing::error!("flow export to {} stopped: {err}", file.settings.path.display());
             return;
@@ -124,7 +132,7 @@ mod tests {
         let settings = ExportSettings { path: path.clone(), max_bytes: 20, max_backups: 2 };
         let mut file = RotatingFile::open(settings).unwrap();
         for i in 0..8 {
-            file.write_line(&format!("line-{i}-123456")).unwrap(); // 14 bytes + newline
+            file.write_line(format!("line-{i}-123456").as_bytes()).unwrap(); // 14 bytes + newline
         }
         file.flush().unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();

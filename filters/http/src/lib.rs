@@ -1,5 +1,6 @@
-//! porin's HTTP/1.1 filter: Cilium's HTTP rules, enforced by a WebAssembly
-//! stream filter that is strict enough to be a security boundary.
+//! porin's HTTP filter (HTTP/1.1, HTTP/2 and gRPC): Cilium's HTTP rules,
+//! enforced by a WebAssembly stream filter that is strict enough to be a
+//! security boundary.
 //!
 //! The crate is also the rule matcher the host links natively
 //! ([`RuleSet`], [`HttpRule`], [`Request`], [`Decision`]).
@@ -40,8 +41,8 @@
 //! whitespace outside quotes); trailers must be well-formed fields and may
 //! not frame, route or carry credentials (Content-Length, Host,
 //! Authorization...).
-//! `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is answered 400: HTTP/2
-//! is a later step. Well-formed versions other than 1.0/1.1 get 505; heads
+//! `PRI * HTTP/2.0` after HTTP/1 requests is answered 400 (as a
+//! connection's first bytes it starts HTTP/2, below). Well-formed versions other than 1.0/1.1 get 505; heads
 //! over [`MAX_HEAD`] (64 KiB) or with more than 100 fields get 431.
 //! When earlier requests still await responses, the answer waits for them
 //! and nothing more is read from the client; an error inside a body in that
@@ -73,12 +74,40 @@
 //! `[redacted]`); RESPONSE with `http.code`, the request's fields and
 //! `latency_ns`; protocol errors as ERROR with `error`.
 //!
+//! # HTTP/2 and gRPC
+//! A connection whose first bytes are the client preface (prior
+//! knowledge, as gRPC clients connect in plaintext) is HTTP/2: every frame
+//! is checked, every request header block decoded (HPACK) and checked like
+//! an HTTP/1 head (lowercase names, no connection-specific fields, `te`
+//! only `trailers`, required pseudo-headers, the same path checks), and the
+//! same rules decide per stream: `:method`, `:path`, `:authority` for Host,
+//! the headers. gRPC calls are rules like `method: POST, path:
+//! /pkg.Service/Method`. A denied gRPC call (`content-type:
+//! application/grpc*`) gets a trailers-only response with `grpc-status: 7`
+//! (PERMISSION_DENIED) and `grpc-message: Access denied`; any other denied
+//! request a headers-only `403`; both followed by `RST_STREAM(NO_ERROR)`
+//! when the request had not ended. Other streams on the connection go on;
+//! the server never sees a denied stream (see `h2::connection` for how HPACK
+//! and flow control stay consistent). A malformed request gets
+//! `RST_STREAM(PROTOCOL_ERROR)` and an ERROR record. Connection errors close
+//! with GOAWAY and an ERROR record: PROTOCOL_ERROR (bad preface, frames on
+//! the wrong stream, CONTINUATION out of place, trailers without
+//! END_STREAM...), FRAME_SIZE_ERROR (frames over SETTINGS_MAX_FRAME_SIZE,
+//! control frames of the wrong length), COMPRESSION_ERROR (a block that does
+//! not decode), FLOW_CONTROL_ERROR, and ENHANCE_YOUR_CALM for abuse: header
+//! lists over 64 KiB, more than 64 CONTINUATION frames in a block, more than
+//! 1,024 open streams, client RST_STREAMs beyond a burst of 200 and 100 a
+//! second (rapid reset). Records: REQUEST with `http.protocol` `HTTP/2`;
+//! RESPONSE with `http.code`, and for gRPC `http.grpc_status` and
+//! `http.grpc_message`, and `latency_ns`.
+//!
 //! Not yet: `headerMatches` mismatch actions (ADD, DELETE, REPLACE) allow
 //! the request but do not rewrite its headers.
 
 mod chunked;
 mod filter;
 mod framing;
+mod h2;
 mod head;
 mod record;
 mod replies;
@@ -109,10 +138,17 @@ impl HttpRules {
 
     /// Evaluates a parsed request.
     fn allows(&self, head: &request::RequestHead) -> bool {
-        let headers: Vec<(&str, &str)> = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let request =
-            Request { method: &head.method, path: &head.path, host: head.host.as_deref(), headers: &headers };
-        self.rules.evaluate(&request).allowed
+        self.evaluate(&head.method, &head.path, head.host.as_deref(), &head.headers)
+    }
+
+    /// Evaluates an HTTP/2 request: `:authority` stands for Host.
+    fn allows_h2(&self, request: &h2::H2Request) -> bool {
+        self.evaluate(&request.method, &request.path, request.authority.as_deref(), &request.headers)
+    }
+
+    fn evaluate(&self, method: &str, path: &str, host: Option<&str>, headers: &[(String, String)]) -> bool {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        self.rules.evaluate(&Request { method, path, host, headers: &headers }).allowed
     }
 }
 

@@ -19,17 +19,20 @@ pub(crate) fn url(head: &RequestHead, destination: Option<&str>) -> String {
     }
 }
 
-/// The REQUEST record of a parsed request.
-pub(crate) fn request(verdict: RecordVerdict, head: &RequestHead, url: &str) -> Record {
-    let headers: Vec<String> = head
-        .headers
-        .iter()
+/// Headers as records show them (`name: value`), credentials redacted.
+pub(crate) fn redacted<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    headers
         .map(|(name, value)| {
             let value =
                 if REDACTED.iter().any(|r| name.eq_ignore_ascii_case(r)) { "[redacted]" } else { value };
             format!("{name}: {value}")
         })
-        .collect();
+        .collect()
+}
+
+/// The REQUEST record of a parsed request.
+pub(crate) fn request(verdict: RecordVerdict, head: &RequestHead, url: &str) -> Record {
+    let headers = redacted(head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     Record::request(verdict)
         .str("http.method", &head.method)
         .str("http.url", url)

@@ -194,10 +194,11 @@ fn field((name, raw): (&[u8], &[u8])) -> (String, String) {
 }
 
 /// 505 for a well-formed `HTTP/x.y` other than 1.0 and 1.1, 400 otherwise
-/// (the HTTP/2 preface included: HTTP/2 is a separate step).
+/// (the HTTP/2 preface included: it is HTTP/2 only as a connection's first
+/// bytes).
 fn version_error(head: &[u8]) -> Rejection {
     if head.starts_with(b"PRI * HTTP/2.0\r\n") {
-        return Rejection::BadRequest("HTTP/2 prior knowledge is not supported");
+        return Rejection::BadRequest("HTTP/2 preface after HTTP/1 requests");
     }
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
@@ -271,7 +272,7 @@ impl<'a> Target<'a> {
 /// backslashes, malformed percent-encodings, dot segments (also encoded,
 /// `/%2e%2e/`), and encoded `/`, `\` or NUL in the path (`%2f`, `%5c`,
 /// `%00`). Real clients normalise and encode these before sending.
-fn check_path(target: &str) -> Result<(), &'static str> {
+pub(crate) fn check_path(target: &str) -> Result<(), &'static str> {
     if target.contains(['#', '\\']) {
         return Err("fragment or backslash in request target");
     }
@@ -299,7 +300,7 @@ fn check_path(target: &str) -> Result<(), &'static str> {
 
 /// An authority (`Host` or an absolute-form target's): host and optional
 /// port, made of the characters RFC 3986 allows there; no userinfo.
-fn valid_authority(value: &[u8]) -> bool {
+pub(crate) fn valid_authority(value: &[u8]) -> bool {
     !value.is_empty() && value.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(b))
 }
 

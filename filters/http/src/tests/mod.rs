@@ -2,6 +2,7 @@
 //! which applies ops exactly as the host does.
 
 mod fixtures;
+mod h2;
 mod parsers;
 mod pipelining;
 mod responses;

@@ -205,7 +205,7 @@ corpus! {
     version_lower_case: "GET /public/a http/1.1\r\nHost: a\r\n\r\n" => Reject(400), "";
     version_http12: "GET /public/a HTTP/1.2\r\nHost: a\r\n\r\n" => Reject(505), "";
     version_http20: "GET /public/a HTTP/2.0\r\nHost: a\r\n\r\n" => Reject(505), "";
-    http2_preface: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" => Reject(400), "";
+    http2_preface_after_http1: cat(&[GET_OK, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]) => Reject(400), GET_OK;
     tls_client_hello: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" => Reject(400), "";
     oversized_head: big_head() => Reject(431), "";
     too_many_fields: many_fields() => Reject(431), "";

@@ -171,3 +171,38 @@ fn h2load_calls_through_porin() {
     assert_eq!(server.calls().len(), 400);
     drop(gateway);
 }
+
+/// Plain HTTP/2 (h2c with prior knowledge) against nginx: allowed requests
+/// reach it, a denied path gets porin's 403 on the same connections.
+#[test]
+fn h2load_against_nginx_through_porin() {
+    if !have("h2load") {
+        return;
+    }
+    let upstream = free_port();
+    let Some(_nginx) =
+        porin_tests::Nginx::spawn(&format!("127.0.0.1:{upstream} http2"), upstream, |n| Command::new(n))
+    else {
+        return;
+    };
+    porin_tests::wait_for_port(upstream);
+    let port = free_port();
+    let config = format!(
+        "listeners:\n  - listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{upstream}\n    filter: http\n    rules: {{http: [{{method: GET, path: /public/.*}}]}}\n"
+    );
+    let _gateway = Gateway::start(&config);
+    let h2load = |path: &str| {
+        let mut command = Command::new("h2load");
+        command.args(["-n", "300", "-c", "3", "-m", "10", &format!("http://127.0.0.1:{port}{path}")]);
+        String::from_utf8_lossy(&output_within(&mut command, b"", Duration::from_secs(120)).stdout)
+            .into_owned()
+    };
+    let allowed = h2load("/public/a");
+    assert!(allowed.contains("300 succeeded, 0 failed") && allowed.contains("300 2xx"), "{allowed}");
+    let denied = h2load("/admin");
+    // h2load counts a 4xx as failed; none may be a stream or connection error.
+    assert!(
+        denied.contains("300 done") && denied.contains("0 errored") && denied.contains("300 4xx"),
+        "{denied}"
+    );
+}

@@ -102,6 +102,10 @@ pub(crate) struct H2Connection {
     last_client_stream: u32,
     /// The highest stream id forwarded to the server.
     last_forwarded: u32,
+    /// The server's SETTINGS went to the client: the filter may answer.
+    server_preface_seen: bool,
+    /// The filter's answers to the client, held until then.
+    held: Vec<u8>,
     request_decoder: Decoder,
     response_decoder: Decoder,
     request_block: Option<Collecting>,
@@ -140,6 +144,8 @@ impl H2Connection {
             streams: BTreeMap::new(),
             last_client_stream: 0,
             last_forwarded: 0,
+            server_preface_seen: false,
+            held: Vec::new(),
             request_decoder: Decoder::new(),
             response_decoder: Decoder::new(),
             request_block: None,
@@ -200,6 +206,24 @@ impl H2Connection {
         );
         stream.error(400, error);
         self.closed = true;
+    }
+
+    /// Sends the filter's own frames to the client (from the client's
+    /// direction). The server's SETTINGS must be the first frame a client
+    /// gets (RFC 9113 §3.4), so until it has passed they wait.
+    fn answer(&mut self, stream: &mut Stream<'_, HttpRules>, frames: Vec<u8>) {
+        if self.server_preface_seen {
+            return stream.reply(frames);
+        }
+        if self.held.len() + frames.len() > MAX_HEADER_LIST {
+            return self.fail(
+                stream,
+                true,
+                ErrorCode::EnhanceYourCalm,
+                "too many answers before the server spoke",
+            );
+        }
+        self.held.extend(frames);
     }
 
     fn kind(&self, id: u32) -> StreamKind {
@@ -274,7 +298,7 @@ impl H2Connection {
                 // The server never sees these bytes, so it never gives the
                 // client's connection window back: the filter does.
                 if header.length > 0 {
-                    stream.reply(frame::window_update(0, header.length as u32));
+                    self.answer(stream, frame::window_update(0, header.length as u32));
                 }
             }
             StreamKind::Idle => self.fail(stream, true, ErrorCode::Protocol, "DATA on an idle stream"),
@@ -371,7 +395,7 @@ impl H2Connection {
                 stream.record(
                     Record::request(RecordVerdict::Error).str("http.protocol", "HTTP/2").str("error", reason),
                 );
-                stream.reply(frame::rst_stream(id, ErrorCode::Protocol));
+                self.answer(stream, frame::rst_stream(id, ErrorCode::Protocol));
             }
         }
     }
@@ -401,10 +425,11 @@ impl H2Connection {
                 .strs("http.headers", headers.iter().map(String::as_str)),
         );
         if !allowed {
-            stream.reply(denial(id, request.grpc, self.client_max_frame));
+            let denial = denial(id, request.grpc, self.client_max_frame);
+            self.answer(stream, denial);
             if !end_stream {
                 // The answer is complete: the client need not send the body.
-                stream.reply(frame::rst_stream(id, ErrorCode::NoError));
+                self.answer(stream, frame::rst_stream(id, ErrorCode::NoError));
             }
             return;
         }
@@ -625,6 +650,22 @@ impl H2Connection {
             return stream.more(header.total() - data.len());
         }
         let payload = data.get(frame::HEADER_LEN..header.total()).unwrap_or_default();
+        if !self.server_preface_seen {
+            if header.kind != frame::SETTINGS || header.has(frame::ACK) {
+                return self.fail(
+                    stream,
+                    false,
+                    ErrorCode::Protocol,
+                    "the server did not start with SETTINGS",
+                );
+            }
+            self.server_preface_seen = true;
+            self.settings(stream, false, &header, payload);
+            if !self.held.is_empty() {
+                stream.inject(std::mem::take(&mut self.held));
+            }
+            return;
+        }
         match header.kind {
             frame::DATA => {
                 stream.pass(header.total() as u64);

@@ -73,9 +73,10 @@ fn streams_of(bytes: &[u8], kind: u8) -> Vec<u32> {
     frames(bytes).into_iter().filter(|(h, _)| h.kind == kind).map(|(h, _)| h.stream).collect()
 }
 
+/// A connection past both prefaces (the server's SETTINGS came first).
 fn connection(rules: &str) -> Tester {
     let mut t = tester(rules);
-    t.send(frame::PREFACE).send(SETTINGS);
+    t.send(frame::PREFACE).send(SETTINGS).receive(SETTINGS);
     t
 }
 
@@ -103,7 +104,7 @@ fn grpc_calls_are_enforced_per_stream_on_one_connection() {
         for field in [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "7")] {
             assert!(denial.contains(&(field.0.into(), field.1.into())), "{denial:?}");
         }
-        let (answer, _) = &frames(downstream)[0];
+        let (answer, _) = frames(downstream).into_iter().find(|(h, _)| h.kind == frame::HEADERS).unwrap();
         assert!(answer.has(frame::END_STREAM) && answer.has(frame::END_HEADERS));
         let credit: Vec<_> =
             frames(downstream).into_iter().filter(|(h, _)| h.kind == frame::WINDOW_UPDATE).collect();
@@ -124,14 +125,14 @@ fn grpc_calls_are_enforced_per_stream_on_one_connection() {
 fn responses_pass_unchanged_and_are_recorded_per_stream() {
     let mut t = connection(RULES);
     t.send(&grpc_headers(1, "Say")).send(&grpc_data(1));
-    let mut response = SETTINGS.to_vec();
+    let mut response = Vec::new();
     let head = block(&[(":status", "200"), ("content-type", "application/grpc")]);
     response.extend(frame::headers(1, false, &head, 16_384));
     frame::write(&mut response, frame::DATA, 0, 1, b"\x00\x00\x00\x00\x04\x0a\x02hi");
     let trailers = block(&[("grpc-status", "0"), ("grpc-message", "")]);
     response.extend(frame::headers(1, true, &trailers, 16_384));
     t.receive(&response);
-    assert_eq!(t.downstream(), response.as_slice(), "server frames pass as they are");
+    assert_eq!(&t.downstream()[SETTINGS.len()..], response.as_slice(), "server frames pass as they are");
     let responses = records(&t, "RESPONSE", "FORWARDED");
     assert_eq!(responses.len(), 1);
     assert_eq!(responses[0]["http.code"], 200);
@@ -360,4 +361,19 @@ fn an_http2_server_speaking_first_waits_for_the_client_preface() {
     t.send(frame::PREFACE).send(SETTINGS).receive(&[]);
     t.receive(&raw(frame::SETTINGS, frame::ACK, 0, &[]));
     assert_eq!(t.downstream(), [SETTINGS, &raw(frame::SETTINGS, frame::ACK, 0, &[])].concat());
+}
+
+/// The server's SETTINGS is the first frame a client may get: answers to
+/// streams denied before it arrived wait for it.
+#[test]
+fn answers_wait_for_the_servers_settings() {
+    let mut t = tester(RULES);
+    t.send(frame::PREFACE).send(SETTINGS).send(&grpc_headers(1, "Admin")).send(&grpc_data(1));
+    assert!(t.downstream().is_empty(), "nothing before the server's SETTINGS");
+    t.receive(SETTINGS);
+    let kinds: Vec<u8> = frames(t.downstream()).iter().map(|(h, _)| h.kind).collect();
+    assert_eq!(kinds, [frame::SETTINGS, frame::HEADERS, frame::RST_STREAM, frame::WINDOW_UPDATE]);
+    let mut late = tester(RULES);
+    late.send(frame::PREFACE).send(SETTINGS).receive(&raw(frame::PING, 0, 0, &[0; 8]));
+    assert!(late.closed().is_some(), "a server must start with SETTINGS");
 }

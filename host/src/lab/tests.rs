@@ -65,6 +65,7 @@ fn programs_come_from_images_and_postgres_gets_its_password_from_the_manifest() 
         ("localhost:5000/postgres:15", Some(Program::Postgres)),
         ("registry.k8s.io/coredns/coredns:v1.12.0", Some(Program::ClusterDns)),
         ("redis:7-alpine", Some(Program::Redis)),
+        ("porin.dev/grpc-echo:1", Some(Program::GrpcEcho)),
         ("apache/kafka:3.9.0", Some(Program::Kafka)),
         ("ghcr.io/tansu-io/tansu", Some(Program::Kafka)),
         ("ghcr.io/nicolaka/netshoot", None),

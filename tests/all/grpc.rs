@@ -211,3 +211,45 @@ fn h2load_against_nginx_through_porin() {
         "{denied}"
     );
 }
+
+/// curl's `--http2` on plain http offers `Upgrade: h2c`; hypercorn takes
+/// it: the connection turns into HTTP/2 through porin, and the response
+/// (stream 1) comes back over it.
+#[test]
+fn an_h2c_upgrade_from_curl_goes_on_as_http2() {
+    let hypercorn = Command::new(python()).args(["-c", "import hypercorn"]).output();
+    if !hypercorn.is_ok_and(|o| o.status.success()) {
+        assert!(!must_run(), "hypercorn is missing; `make test` installs it (pip install hypercorn)");
+        eprintln!("SKIPPED: hypercorn is missing (run `make test` to install it)");
+        return;
+    }
+    let upstream = free_port();
+    let mut server = Command::new(python());
+    server.args(["-m", "hypercorn", "--bind", &format!("127.0.0.1:{upstream}"), "h2c_app:app"]);
+    server.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support"));
+    server
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _server = porin_tests::Process(server.spawn().expect("hypercorn starts"));
+    porin_tests::wait_for_port(upstream);
+    let port = free_port();
+    let config = format!(
+        "listeners:\n  - listen: 127.0.0.1:{port}\n    upstream: 127.0.0.1:{upstream}\n    filter: http\n    rules: {{http: [{{method: GET, path: /public/.*}}]}}\n"
+    );
+    let gateway = Gateway::start(&config);
+    let curl = |path: &str| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let mut command = Command::new("curl");
+        command.args(["-s", "--http2", "-w", "%{http_version} %{http_code}", &url]);
+        String::from_utf8_lossy(&output_within(&mut command, b"", Duration::from_secs(30)).stdout)
+            .into_owned()
+    };
+    assert_eq!(curl("/public/a"), "hello over HTTP/2\n2 200");
+    let flows = gateway.flows();
+    let response =
+        flows.iter().find(|f| f["l7"]["type"] == "RESPONSE" && f["l7"]["http"]["protocol"] == "HTTP/2");
+    assert!(response.is_some_and(|f| f["l7"]["http"]["code"] == 200), "{flows:#?}");
+    // A denied upgrade request is answered in HTTP/1 and never switches.
+    assert_eq!(curl("/admin"), "Access denied\r\n1.1 403");
+}

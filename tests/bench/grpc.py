@@ -97,12 +97,8 @@ from benchlib import (  # noqa: E402
     which,
 )
 
-# The echo server lives with the lab's grpc-echo app (tests/support/grpc/ before).
-SERVER = next(
-    (path for path in (REPO / "host" / "src" / "lab" / "grpc_echo" / "server.py",
-                       REPO / "tests" / "support" / "grpc" / "server.py") if path.exists()),
-    REPO / "host" / "src" / "lab" / "grpc_echo" / "server.py",
-)
+# The echo server lives with the lab's grpc-echo app; the tests use it too.
+SERVER = REPO / "host" / "src" / "lab" / "grpc_echo" / "server.py"
 CLIENT = REPO / "tests" / "support" / "grpc" / "client.py"
 REQUEST = REPO / "tests" / "fixtures" / "grpc" / "say.bin"
 SERVICE = "porin.test.Echo"

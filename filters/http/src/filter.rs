@@ -87,6 +87,8 @@ struct Exchange {
     head: bool,
     /// Protocols the request offered in `Upgrade`.
     upgrade: Vec<String>,
+    /// The `HTTP2-Settings` of an `h2c` offer.
+    http2_settings: Option<String>,
 }
 
 impl Rejection {
@@ -276,14 +278,9 @@ impl HttpFilter {
                 start_ns: now_ns(),
                 head: head.method == "HEAD",
                 upgrade: head.upgrade.clone(),
+                http2_settings: head.http2_settings.clone(),
             }));
-            match &head.rewritten {
-                Some(rewritten) => {
-                    stream.discard(len as u64);
-                    stream.inject(rewritten.clone());
-                }
-                None => stream.pass(len as u64),
-            }
+            stream.pass(len as u64);
         } else {
             stream.discard(len as u64);
             // A client that waits for 100 Continue will not send the body
@@ -393,7 +390,7 @@ impl HttpFilter {
             Err(reason) => return self.response_error(stream, reason),
         };
         if head.code == 101 {
-            return self.switch_protocols(stream, head.upgrade, data.len());
+            return self.switch_protocols(stream, head.upgrade, len, data.len());
         }
         if head.code < 200 {
             // Interim (100 Continue, 103 Early Hints): the final response follows.
@@ -422,18 +419,30 @@ impl HttpFilter {
         }
     }
 
-    /// A 101: valid only for a protocol the request offered; from then on
-    /// both directions are an opaque tunnel.
+    /// A 101: valid only for a protocol the request offered. To `h2c`, the
+    /// connection goes on as HTTP/2, the request being its stream 1; to
+    /// anything else, both directions are an opaque tunnel from then on.
     fn switch_protocols(
         &mut self,
         stream: &mut Stream<'_, HttpRules>,
         protocol: Option<String>,
+        len: usize,
         buffered: usize,
     ) {
         let Some(Pending::Awaiting(exchange)) = self.queue.front() else { return };
         let Some(protocol) = protocol.filter(|p| exchange.upgrade.contains(p)) else {
             return self.response_error(stream, "101 Switching Protocols without an offered Upgrade");
         };
+        if protocol == "h2c" {
+            let Some(Pending::Awaiting(exchange)) = self.queue.pop_front() else { return };
+            let settings = exchange.http2_settings.as_deref().unwrap_or_default();
+            let upgraded =
+                H2Connection::upgraded(self.destination.clone(), exchange.method, exchange.url, settings);
+            self.h2 = Some(Box::new(upgraded));
+            self.queue.clear();
+            // The server's HTTP/2 frames follow the 101: the h2 side reads them.
+            return stream.pass(len as u64);
+        }
         stream.record(
             response_record(RecordVerdict::Forwarded, exchange)
                 .int("http.code", 101)

@@ -54,10 +54,10 @@
 //! request with `Upgrade` is evaluated like any other; if it is allowed and
 //! the server answers `101 Switching Protocols` for an offered protocol,
 //! the connection becomes an opaque tunnel in both directions and the
-//! RESPONSE record says so. Client bytes after an Upgrade request are held
-//! until its response arrives. An `h2c` offer is removed from the request
-//! (as Envoy does), so it goes on as HTTP/1.1 rather than becoming an
-//! HTTP/2 tunnel. A denied request with `Expect: 100-continue` and a body
+//! RESPONSE record says so, except for `h2c`: then the connection goes on
+//! as HTTP/2 (below), the upgraded request being its stream 1, and every
+//! later stream is enforced. Client bytes after an Upgrade request are held
+//! until its response arrives. A denied request with `Expect: 100-continue` and a body
 //! gets its 403 and the connection is closed (the body never comes).
 //!
 //! # Responses
@@ -76,7 +76,8 @@
 //!
 //! # HTTP/2 and gRPC
 //! A connection whose first bytes are the client preface (prior
-//! knowledge, as gRPC clients connect in plaintext) is HTTP/2: every frame
+//! knowledge, as gRPC clients connect in plaintext), or that an allowed
+//! `Upgrade: h2c` request switched, is HTTP/2: every frame
 //! is checked, every request header block decoded (HPACK) and checked like
 //! an HTTP/1 head (lowercase names, no connection-specific fields, `te`
 //! only `trailers`, required pseudo-headers, the same path checks), and the

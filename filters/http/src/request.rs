@@ -53,11 +53,10 @@ pub(crate) struct RequestHead {
     /// Header fields as sent; values decoded lossily to text.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Body,
-    /// Protocols offered in `Upgrade` (HTTP/1.1 only; lower case, `h2c` removed).
+    /// Protocols offered in `Upgrade` (HTTP/1.1 only; lower case).
     pub(crate) upgrade: Vec<String>,
-    /// The head to forward instead of the received one, when an `h2c`
-    /// upgrade offer was removed from it.
-    pub(crate) rewritten: Option<Vec<u8>>,
+    /// `HTTP2-Settings` (base64url), sent with an `h2c` offer.
+    pub(crate) http2_settings: Option<String>,
     /// `Expect: 100-continue`: the client waits before sending the body.
     pub(crate) expect_continue: bool,
 }
@@ -91,7 +90,7 @@ pub(crate) fn parse(head: &[u8]) -> Result<RequestHead, Rejection> {
 
     let mut host = None;
     let mut upgrade = Vec::new();
-    let mut h2c = false;
+    let mut http2_settings = None;
     let mut expect_continue = false;
     for (name, raw) in raw_fields(head) {
         if name.eq_ignore_ascii_case(b"host") {
@@ -122,12 +121,10 @@ pub(crate) fn parse(head: &[u8]) -> Result<RequestHead, Rejection> {
                 }) {
                     return Err(BadRequest("invalid Upgrade header"));
                 }
-                if protocol.eq_ignore_ascii_case("h2c") {
-                    h2c = true;
-                } else {
-                    upgrade.push(protocol.to_ascii_lowercase());
-                }
+                upgrade.push(protocol.to_ascii_lowercase());
             }
+        } else if field.name.eq_ignore_ascii_case("http2-settings") {
+            http2_settings = Some(value.trim().to_string());
         } else if field.name.eq_ignore_ascii_case("expect") {
             expect_continue |= value.trim().eq_ignore_ascii_case("100-continue");
         }
@@ -164,13 +161,8 @@ pub(crate) fn parse(head: &[u8]) -> Result<RequestHead, Rejection> {
     // RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request.
     if version == Version::Http10 {
         upgrade.clear();
-        h2c = false;
     }
-    let rewritten = h2c.then(|| without_h2c(head, !upgrade.is_empty()));
-    let headers = match &rewritten {
-        Some(rewritten) => raw_fields(rewritten).map(field).collect(),
-        None => request.headers.iter().map(|f| (f.name.to_string(), lossy(f.value))).collect(),
-    };
+    let headers = request.headers.iter().map(|f| (f.name.to_string(), lossy(f.value))).collect();
     Ok(RequestHead {
         method: method.to_string(),
         path: target.path.into_owned(),
@@ -180,17 +172,13 @@ pub(crate) fn parse(head: &[u8]) -> Result<RequestHead, Rejection> {
         headers,
         body,
         upgrade,
-        rewritten,
+        http2_settings,
         expect_continue,
     })
 }
 
 fn lossy(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
-}
-
-fn field((name, raw): (&[u8], &[u8])) -> (String, String) {
-    (lossy(name), lossy(raw.trim_ascii()))
 }
 
 /// 505 for a well-formed `HTTP/x.y` other than 1.0 and 1.1, 400 otherwise
@@ -302,44 +290,4 @@ pub(crate) fn check_path(target: &str) -> Result<(), &'static str> {
 /// port, made of the characters RFC 3986 allows there; no userinfo.
 pub(crate) fn valid_authority(value: &[u8]) -> bool {
     !value.is_empty() && value.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(b))
-}
-
-/// The head without the `h2c` upgrade offer (Upgrade token, HTTP2-Settings
-/// field and their Connection tokens), as Envoy does: the request goes on
-/// as HTTP/1.1 instead of turning into an HTTP/2 tunnel the rules cannot
-/// see into. Every other byte is kept.
-fn without_h2c(head: &[u8], other_upgrades: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len());
-    let mut lines = head.split_inclusive(|b| *b == b'\n');
-    out.extend_from_slice(lines.next().unwrap_or_default());
-    for line in lines {
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            out.extend_from_slice(line);
-            continue;
-        };
-        let name = &line[..colon];
-        let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii());
-        let keep = |dropped: &[&str]| {
-            let kept: Vec<&str> =
-                list(&value).filter(|t| !dropped.iter().any(|d| t.eq_ignore_ascii_case(d))).collect();
-            kept.join(", ")
-        };
-        let replacement = if name.eq_ignore_ascii_case(b"http2-settings") {
-            None
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            Some(keep(&["h2c"]))
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            Some(keep(if other_upgrades { &["http2-settings"] } else { &["http2-settings", "upgrade"] }))
-        } else {
-            out.extend_from_slice(line);
-            continue;
-        };
-        if let Some(value) = replacement.filter(|v| !v.is_empty()) {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
 }

@@ -161,6 +161,42 @@ impl H2Connection {
         }
     }
 
+    /// The connection an `h2c` upgrade made: the upgraded request is stream
+    /// 1, already sent; the client's `HTTP2-Settings` (base64url) are in
+    /// force, as if acknowledged. The client's preface comes next.
+    pub(crate) fn upgraded(
+        destination: Option<String>,
+        method: String,
+        url: String,
+        http2_settings: &str,
+    ) -> H2Connection {
+        let mut connection = H2Connection::new(destination);
+        let settings = base64url(http2_settings).unwrap_or_default();
+        for setting in settings.as_chunks::<6>().0 {
+            let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+            match u16::from_be_bytes([setting[0], setting[1]]) {
+                0x1 => connection.response_decoder.set_limit(value.min(MAX_TABLE_SIZE) as usize),
+                0x5 if (16_384..=16_777_215).contains(&value) => connection.client_max_frame = value as usize,
+                _ => {}
+            }
+        }
+        let exchange = Exchange {
+            method,
+            url,
+            grpc: false,
+            start_ns: now_ns(),
+            status: None,
+            grpc_status: None,
+            grpc_message: None,
+            client_done: true,
+            server_done: false,
+            recorded: false,
+        };
+        connection.streams.insert(1, exchange);
+        (connection.last_client_stream, connection.last_forwarded) = (1, 1);
+        connection
+    }
+
     /// Handles the bytes buffered in one direction: one frame per call.
     pub(crate) fn on_data(&mut self, stream: &mut Stream<'_, HttpRules>, reply: bool, data: &[u8]) {
         if self.closed {
@@ -238,9 +274,15 @@ impl H2Connection {
 
     fn on_client(&mut self, stream: &mut Stream<'_, HttpRules>, data: &[u8]) {
         if !self.preface_seen {
-            // The filter turned to HTTP/2 on seeing the whole preface.
+            let preface = frame::PREFACE;
+            if data.len() < preface.len() && preface.starts_with(data) {
+                return stream.more(preface.len() - data.len());
+            }
+            if !data.starts_with(preface) {
+                return self.fail(stream, true, ErrorCode::Protocol, "invalid connection preface");
+            }
             self.preface_seen = true;
-            return stream.pass(frame::PREFACE.len() as u64);
+            return stream.pass(preface.len() as u64);
         }
         if data.len() < frame::HEADER_LEN {
             if !data.is_empty() {
@@ -829,4 +871,44 @@ fn denial(id: u32, grpc: bool, max_frame: usize) -> Vec<u8> {
     let mut block = Vec::new();
     hpack::encode(&[], fields, &[], &mut block);
     frame::headers(id, true, &block, max_frame)
+}
+
+/// Decodes base64url without padding (`HTTP2-Settings`, RFC 9113 §3.2.1 of
+/// RFC 7540); `None` for anything else.
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0);
+    for c in text.trim_end_matches('=').bytes() {
+        bits = bits << 6 | u32::from(value(c)?);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64url;
+
+    #[test]
+    fn http2_settings_decode() {
+        // SETTINGS_MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 33554432, ENABLE_PUSH 0 (curl's).
+        assert_eq!(
+            base64url("AAMAAABkAAQCAAAAAAIAAAAA").unwrap(),
+            [0, 3, 0, 0, 0, 100, 0, 4, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+        );
+        assert_eq!(base64url("-_8"), Some(vec![0xfb, 0xff]));
+        assert_eq!(base64url("a b"), None);
+    }
 }

@@ -377,3 +377,35 @@ fn answers_wait_for_the_servers_settings() {
     late.send(frame::PREFACE).send(SETTINGS).receive(&raw(frame::PING, 0, 0, &[0; 8]));
     assert!(late.closed().is_some(), "a server must start with SETTINGS");
 }
+
+/// `Upgrade: h2c`: the request is forwarded as it is; after the server's
+/// 101 the connection is HTTP/2, the request its stream 1, and later
+/// streams are enforced like any.
+#[test]
+fn an_h2c_upgrade_turns_the_connection_into_http2() {
+    let request = b"GET /public/a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    let mut t = tester(RULES);
+    t.send(request);
+    assert_eq!(t.upstream(), request, "the offer goes to the server");
+    let switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    let mut response = switched.to_vec();
+    response.extend(SETTINGS);
+    response.extend(frame::headers(1, true, &block(&[(":status", "200")]), 16_384));
+    t.receive(&response);
+    assert_eq!(t.downstream(), response.as_slice());
+    let upgraded = records(&t, "RESPONSE", "FORWARDED");
+    assert_eq!(upgraded.len(), 1);
+    assert_eq!(
+        (upgraded[0]["http.code"].as_u64(), upgraded[0]["http.protocol"].as_str()),
+        (Some(200), Some("HTTP/2"))
+    );
+    t.send(frame::PREFACE).send(SETTINGS).send(&grpc_headers(3, "Admin")).send(&grpc_headers(5, "Say"));
+    assert!(t.closed().is_none(), "{:?}", t.closed());
+    let after = &t.upstream()[request.len() + frame::PREFACE.len()..];
+    assert_eq!(streams_of(after, frame::HEADERS), [5]);
+    let denial = &header_lists(&t.downstream()[response.len()..], 3)[0];
+    assert!(denial.contains(&("grpc-status".into(), "7".into())), "{denial:?}");
+    let mut no_preface = tester(RULES);
+    no_preface.send(request).receive(&response).send(b"GET / HTTP/1.1\r\n\r\nxxxxxxxx");
+    assert!(no_preface.closed().is_some(), "the client must send the preface after the 101");
+}

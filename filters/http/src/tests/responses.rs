@@ -177,20 +177,6 @@ fn switching_to_a_protocol_not_offered_closes() {
 }
 
 #[test]
-fn h2c_upgrade_offer_is_removed() {
-    let request = b"GET /public/a HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/7.88.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nAccept: */*\r\n\r\n";
-    let mut t = tester(PUBLIC);
-    t.send(request);
-    let forwarded = b"GET /public/a HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
-    assert_eq!(String::from_utf8_lossy(t.upstream()), String::from_utf8_lossy(forwarded));
-    let headers = records(&t, "REQUEST", "FORWARDED")[0]["http.headers"].clone();
-    assert_eq!(headers, serde_json::json!(["Host: a", "User-Agent: curl/7.88.1", "Accept: */*"]));
-    // A server that switches anyway is cut off.
-    t.receive(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n");
-    assert_eq!(close_code(&t), Some(502));
-}
-
-#[test]
 fn malformed_responses_close_with_an_error_record() {
     let cases: &[(&[u8], &str)] = &[
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),

@@ -19,6 +19,15 @@ pub struct L7Record {
     pub error: Option<String>,
 }
 
+/// Most bytes of an `l7` object kept in a flow: a record may be 64 KiB
+/// (huge headers, say), and the store holds tens of thousands of flows.
+/// Fields past the budget are left out and the object says
+/// `"truncated":true`; `type` and `latency_ns` are always kept.
+pub(crate) const MAX_L7_BYTES: usize = 4096;
+
+/// Most characters of a record's `error` kept.
+const MAX_ERROR_CHARS: usize = 256;
+
 /// Parses a filter's record; `None` if it is not a JSON object with plain
 /// (unescaped) keys. A verdict other than FORWARDED or DROPPED counts as
 /// ERROR. Values are copied as they are, never re-encoded: a record costs
@@ -32,11 +41,14 @@ pub fn parse_record(record: &[u8]) -> Option<L7Record> {
         Some(r#""DROPPED""#) => Verdict::Dropped,
         _ => Verdict::Error,
     };
-    let error = raw("error").and_then(|text| serde_json::from_str::<String>(text).ok());
+    let error = raw("error")
+        .and_then(|text| serde_json::from_str::<String>(text).ok())
+        .map(|error| error.chars().take(MAX_ERROR_CHARS).collect());
     let is_reply = raw("type") == Some(r#""RESPONSE""#);
-    let mut l7 = String::with_capacity(record.len() + 16);
+    let mut l7 = String::with_capacity(record.len().min(MAX_L7_BYTES) + 32);
     l7.push('{');
     let mut group: Option<&str> = None;
+    let mut truncated = false;
     for (key, value) in &fields {
         let (protocol, field) = match key.split_once('.') {
             Some((protocol, field)) => (Some(protocol), field),
@@ -50,6 +62,13 @@ pub fn parse_record(record: &[u8]) -> Option<L7Record> {
                 .take_while(|(k, _)| k.starts_with(*key))
                 .any(|(k, _)| k.as_bytes().get(key.len()) == Some(&b'.'));
         if (protocol.is_none() && *key == "verdict") || shadowed {
+            continue;
+        }
+        let essential = protocol.is_none() && matches!(*key, "type" | "latency_ns");
+        // The field, its separators and its group's name at most.
+        let cost = key.len() + value.get().len() + 8;
+        if !essential && l7.len() + cost > MAX_L7_BYTES {
+            truncated = true;
             continue;
         }
         if group.is_some() && group != protocol {
@@ -66,6 +85,9 @@ pub fn parse_record(record: &[u8]) -> Option<L7Record> {
     }
     if group.is_some() {
         l7.push('}');
+    }
+    if truncated {
+        l7.push_str(if l7.ends_with('{') { "\"truncated\":true" } else { ",\"truncated\":true" });
     }
     l7.push('}');
     let l7 = L7::from_json(l7)?;
@@ -102,6 +124,21 @@ mod tests {
             serde_json::json!({"type": "REQUEST", "latency_ns": 5, "dns": {"query": "a.", "qtypes": ["A"]}, "kafka": {"topic": "t"}, "redis": {"command": "GET"}})
         );
         assert!(parse_record(br#"{"ty\u0070e":"REQUEST"}"#).is_none(), "escaped keys are refused");
+    }
+
+    #[test]
+    fn oversized_records_are_cut_to_the_budget() {
+        let huge = "x".repeat(60_000);
+        let record = format!(
+            r#"{{"type":"REQUEST","verdict":"FORWARDED","http.headers":["cookie: {huge}"],"http.method":"GET","error":"{huge}","latency_ns":1}}"#
+        );
+        let parsed = parse_record(record.as_bytes()).unwrap();
+        let l7 = parsed.l7.value();
+        assert!(parsed.l7.json().len() <= MAX_L7_BYTES + 32, "{}", parsed.l7.json().len());
+        assert_eq!((l7["type"].as_str(), l7["latency_ns"].as_u64()), (Some("REQUEST"), Some(1)));
+        assert_eq!(l7["http"]["method"], "GET");
+        assert!(l7["http"].get("headers").is_none() && l7["truncated"] == true, "{l7}");
+        assert_eq!(parsed.error.unwrap().len(), MAX_ERROR_CHARS);
         assert_eq!(parse_record(b"{}").unwrap().l7.value(), serde_json::json!({}));
     }
 }

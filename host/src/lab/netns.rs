@@ -30,10 +30,14 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
 /// The node namespace's settings: routing between veths, and no reverse-path
 /// check (replies steered through the proxy arrive on another interface).
-const NODE_SYSCTLS: [(&str, &str); 3] = [
+const NODE_SYSCTLS: [(&str, &str); 5] = [
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv4.conf.all.rp_filter", "0"),
     ("net.ipv4.conf.default.rp_filter", "0"),
+    // The lab is IPv4 only (the datapath drops IPv6): no router or
+    // neighbour solicitations on the veths to show up as drops.
+    ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ("net.ipv6.conf.default.disable_ipv6", "1"),
 ];
 
 /// A node: a network namespace standing for the node's host namespace.
@@ -88,6 +92,9 @@ impl Node {
         let (node, netns, host_if) = (self.name.as_str(), pod.netns.as_str(), pod.host_if.as_str());
         let (address, gateway) = (format!("{}/32", pod.ip), GATEWAY.to_string());
         ip(&["-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", netns])?;
+        // IPv4 only, like the node (see NODE_SYSCTLS).
+        output(pod.command("sysctl").args(["-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]))?;
+        output(pod.command("sysctl").args(["-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"]))?;
         ip(&["-n", netns, "link", "set", "lo", "up"])?;
         ip(&["-n", netns, "addr", "add", &address, "dev", "eth0"])?;
         ip(&["-n", netns, "link", "set", "eth0", "up"])?;

@@ -13,6 +13,8 @@
 //! Every pod reaches every other pod through the node namespace, and the node
 //! finds each pod's host interface from its /32 route. The machine's own
 //! (root) namespace is never touched: no address, route or rule is added there.
+//! The wiring is the lab's ([`porin::lab::netns`]); this fixture adds the
+//! test's bookkeeping (names, labels, manifests, clean-up on drop).
 //!
 //! Dropping a [`Node`] stops whatever still runs in its namespaces (by PID)
 //! and deletes them, which removes the veths and routes. Namespaces left by
@@ -24,14 +26,12 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use porin::lab::netns as lab_netns;
+
 use crate::Process;
 
 /// Every namespace this fixture creates is named `porin-nt-<pid>-<n>-...`.
 pub const NETNS_PREFIX: &str = "porin-nt-";
-
-/// The pods' default gateway: a link-local address on every host-side veth
-/// (as Calico uses 169.254.1.1), so that no pod subnet is needed.
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
 /// A node: its own network namespace, with pods attached to it.
 #[derive(Debug)]
@@ -70,17 +70,8 @@ impl Node {
             .take(16)
             .collect();
         let name = format!("{NETNS_PREFIX}{}-{n}-{hint}", std::process::id());
-        let node = Node { name, pod_netns: Vec::new(), pods: Vec::new() };
-        run("ip", &["netns", "add", &node.name]);
-        node.exec_ok("ip", &["link", "set", "lo", "up"]);
-        for (key, value) in [
-            ("net.ipv4.ip_forward", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-        ] {
-            node.sysctl(key, value);
-        }
-        node
+        lab_netns::Node::create(&name).unwrap_or_else(|err| panic!("node {name}: {err:#}"));
+        Node { name, pod_netns: Vec::new(), pods: Vec::new() }
     }
 
     /// The node's network namespace.
@@ -104,27 +95,8 @@ impl Node {
         );
         let netns = format!("{}-p{}", self.name, self.pod_netns.len());
         self.pod_netns.push(netns.clone());
-        run("ip", &["netns", "add", &netns]);
-        let host_if = host_interface_name(&self.name, namespace, name);
-        self.exec_ok(
-            "ip",
-            &["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &netns],
-        );
-
-        let in_pod = |args: &[&str]| run("ip", &[&["-n", netns.as_str()], args].concat());
-        let (ip_text, gateway) = (ip.to_string(), GATEWAY.to_string());
-        in_pod(&["link", "set", "lo", "up"]);
-        in_pod(&["addr", "add", &format!("{ip_text}/32"), "dev", "eth0"]);
-        in_pod(&["link", "set", "eth0", "up"]);
-        in_pod(&["route", "add", &gateway, "dev", "eth0", "scope", "link"]);
-        in_pod(&["route", "add", "default", "via", &gateway, "dev", "eth0"]);
-
-        // Host side: the gateway address (answers the pod's ARP for it), and
-        // the /32 route the agent discovers the pod's interface from.
-        self.exec_ok("ip", &["addr", "add", &format!("{gateway}/32"), "dev", &host_if]);
-        self.exec_ok("ip", &["link", "set", &host_if, "up"]);
-        self.exec_ok("ip", &["route", "add", &format!("{ip_text}/32"), "dev", &host_if]);
-
+        let wired = lab_netns::Node::open(&self.name).add_pod(&netns, ip);
+        let host_if = wired.unwrap_or_else(|err| panic!("pod {namespace}/{name}: {err:#}")).host_if;
         let index = self.exec_ok("cat", &[&format!("/sys/class/net/{host_if}/ifindex")]);
         let host_ifindex = String::from_utf8_lossy(&index.stdout).trim().parse().expect("an ifindex");
         let pod = Pod {
@@ -172,11 +144,6 @@ impl Node {
         let mut command = Command::new("nsenter");
         command.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(cmd).args(args);
         command
-    }
-
-    /// Sets `key` (e.g. `net.ipv4.ip_forward`) in the node namespace.
-    pub fn sysctl(&self, key: &str, value: &str) {
-        self.exec_ok("sysctl", &["-q", "-w", &format!("{key}={value}")]);
     }
 
     /// Kubernetes manifests for the node's pods: one `Namespace` per pod
@@ -278,17 +245,6 @@ sys.exit(1)
     }
 }
 
-/// `lxc` and 12 hex digits of a hash of the node and pod: at most 15 bytes
-/// (IFNAMSIZ - 1), unique within the node.
-fn host_interface_name(node: &str, namespace: &str, name: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
-    for byte in format!("{node}/{namespace}/{name}").bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("lxc{:012x}", hash & 0xffff_ffff_ffff)
-}
-
 fn command_in(netns: &str, cmd: &str, args: &[&str]) -> Command {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", netns, cmd]).args(args);
@@ -311,21 +267,6 @@ fn exec_ok_in(netns: &str, cmd: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// Runs `cmd args...` (in the caller's namespace); panics when it fails.
-fn run(cmd: &str, args: &[&str]) {
-    let output = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|err| panic!("{cmd} does not run: {err}"));
-    assert!(
-        output.status.success(),
-        "{cmd} {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
 }
 
 /// The network namespaces that exist (`ip netns list`).

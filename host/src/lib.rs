@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+mod command;
 pub mod datapath;
 pub mod diagnostic;
 pub mod endpoint;

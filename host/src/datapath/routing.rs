@@ -8,25 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Deserialize;
 
 use super::abi::{MARK_MAGIC_MASK, MARK_MAGIC_REDIRECT};
+use crate::command::ip;
 
 /// The routing table with the catch-all local route.
 const TABLE: &str = "2005";
 /// The rule's priority: before the main table (32766).
 const PRIORITY: &str = "9";
-
-fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("ip").args(args).output().context("running ip (install iproute2)")?;
-    if !output.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 fn mark() -> String {
     format!("{MARK_MAGIC_REDIRECT:#x}/{MARK_MAGIC_MASK:#x}")

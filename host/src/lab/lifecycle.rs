@@ -136,7 +136,7 @@ impl Lab {
                 let porin = std::env::current_exe().context("finding the porin binary")?;
                 let mut uninstall = Node::open(&self.name).command(porin);
                 uninstall.args(["agent", "uninstall", "--pin-dir"]).arg(&pin_dir);
-                if let Err(error) = process::output(&mut uninstall) {
+                if let Err(error) = crate::command::output(&mut uninstall) {
                     writeln!(out, "warning: {error:#}")?;
                 }
             }

@@ -22,7 +22,7 @@ use std::process::Command;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::process::output;
+use crate::command::{ip, output};
 
 /// The pods' default gateway: a link-local address on every host-side veth
 /// (as Calico uses 169.254.1.1), so that no pod subnet is needed.
@@ -191,8 +191,4 @@ fn host_interface_name(netns: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("lxc{:012x}", hash & 0xffff_ffff_ffff)
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<String> {
-    output(Command::new("ip").args(args))
 }

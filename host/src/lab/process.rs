@@ -10,16 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// Runs `command` to completion with stdin closed: its stdout, or an error
-/// with its stderr.
-pub(super) fn output(command: &mut Command) -> anyhow::Result<String> {
-    let result = command.stdin(Stdio::null()).output();
-    let output = result.with_context(|| format!("running {}", describe(command)))?;
-    if !output.status.success() {
-        bail!("{} failed: {}", describe(command), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
+use crate::command::{describe, output};
 
 /// Runs `command` with this process's stdin, stdout and stderr; its exit
 /// code (128 + N when signal N ended it, as shells report it).
@@ -139,12 +130,4 @@ pub(super) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn describe(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
 }

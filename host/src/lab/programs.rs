@@ -14,8 +14,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::netns::Pod;
-use super::process::{listens, output, spawn_detached, wait_ready};
+use super::process::{listens, spawn_detached, wait_ready};
 use super::state::{Started, create_dir, write_file};
+use crate::command::output;
 
 /// How long a program may take to listen.
 const START_LIMIT: Duration = Duration::from_secs(30);

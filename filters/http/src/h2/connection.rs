@@ -56,6 +56,16 @@ struct Collecting {
     frames: usize,
 }
 
+impl Collecting {
+    /// Adds one frame's fragment; false once the block is a flood (too
+    /// many frames or too many bytes).
+    fn add(&mut self, fragment: &[u8]) -> bool {
+        self.fragment.extend_from_slice(fragment);
+        self.frames += 1;
+        self.frames <= MAX_CONTINUATIONS && self.fragment.len() <= MAX_HEADER_LIST
+    }
+}
+
 /// What the filter keeps about a forwarded stream, for its records.
 #[derive(Debug)]
 struct Exchange {
@@ -284,31 +294,7 @@ impl H2Connection {
             self.preface_seen = true;
             return stream.pass(preface.len() as u64);
         }
-        if data.len() < frame::HEADER_LEN {
-            if !data.is_empty() {
-                stream.more(frame::HEADER_LEN - data.len());
-            }
-            return;
-        }
-        let header = FrameHeader::parse(data);
-        if header.length > self.server_max_frame {
-            return self.fail(
-                stream,
-                true,
-                ErrorCode::FrameSize,
-                "frame larger than SETTINGS_MAX_FRAME_SIZE",
-            );
-        }
-        if let Some(block) = &self.request_block
-            && (header.kind != frame::CONTINUATION || header.stream != block.stream)
-        {
-            return self.fail(stream, true, ErrorCode::Protocol, "frame inside a header block");
-        }
-        // DATA payloads stream past the buffer; every other frame is read whole.
-        if header.kind != frame::DATA && data.len() < header.total() {
-            return stream.more(header.total() - data.len());
-        }
-        let payload = data.get(frame::HEADER_LEN..header.total()).unwrap_or_default();
+        let Some((header, payload)) = self.next_frame(stream, true, data) else { return };
         match header.kind {
             frame::DATA => self.client_data(stream, &header),
             frame::HEADERS => self.client_headers(stream, &header, payload),
@@ -385,9 +371,7 @@ impl H2Connection {
         let Some(mut block) = self.request_block.take() else {
             return self.fail(stream, true, ErrorCode::Protocol, "CONTINUATION without HEADERS");
         };
-        block.fragment.extend_from_slice(payload);
-        block.frames += 1;
-        if block.frames > MAX_CONTINUATIONS || block.fragment.len() > MAX_HEADER_LIST {
+        if !block.add(payload) {
             return self.fail(stream, true, ErrorCode::EnhanceYourCalm, "CONTINUATION flood");
         }
         stream.discard(header.total() as u64);
@@ -667,31 +651,44 @@ impl H2Connection {
         stream.pass(header.total() as u64);
     }
 
-    fn on_server(&mut self, stream: &mut Stream<'_, HttpRules>, data: &[u8]) {
+    /// The frame at the start of `data` from one side, checked against
+    /// what the other side accepts and against an open header block; `None`
+    /// when more bytes are needed or the connection was closed. DATA
+    /// payloads stream past the buffer; every other frame is read whole.
+    fn next_frame<'a>(
+        &mut self,
+        stream: &mut Stream<'_, HttpRules>,
+        from_client: bool,
+        data: &'a [u8],
+    ) -> Option<(FrameHeader, &'a [u8])> {
         if data.len() < frame::HEADER_LEN {
             if !data.is_empty() {
                 stream.more(frame::HEADER_LEN - data.len());
             }
-            return;
+            return None;
         }
         let header = FrameHeader::parse(data);
-        if header.length > self.client_max_frame {
-            return self.fail(
-                stream,
-                false,
-                ErrorCode::FrameSize,
-                "server frame larger than SETTINGS_MAX_FRAME_SIZE",
-            );
+        let (max_frame, block) = match from_client {
+            true => (self.server_max_frame, &self.request_block),
+            false => (self.client_max_frame, &self.response_block),
+        };
+        if header.length > max_frame {
+            self.fail(stream, from_client, ErrorCode::FrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE");
+            return None;
         }
-        if let Some(block) = &self.response_block
-            && (header.kind != frame::CONTINUATION || header.stream != block.stream)
-        {
-            return self.fail(stream, false, ErrorCode::Protocol, "server frame inside a header block");
+        if block.as_ref().is_some_and(|b| header.kind != frame::CONTINUATION || header.stream != b.stream) {
+            self.fail(stream, from_client, ErrorCode::Protocol, "frame inside a header block");
+            return None;
         }
         if header.kind != frame::DATA && data.len() < header.total() {
-            return stream.more(header.total() - data.len());
+            stream.more(header.total() - data.len());
+            return None;
         }
-        let payload = data.get(frame::HEADER_LEN..header.total()).unwrap_or_default();
+        Some((header, data.get(frame::HEADER_LEN..header.total()).unwrap_or_default()))
+    }
+
+    fn on_server(&mut self, stream: &mut Stream<'_, HttpRules>, data: &[u8]) {
+        let Some((header, payload)) = self.next_frame(stream, false, data) else { return };
         if !self.server_preface_seen {
             if header.kind != frame::SETTINGS || header.has(frame::ACK) {
                 return self.fail(
@@ -772,9 +769,7 @@ impl H2Connection {
                 "server HEADERS padding longer than the frame",
             );
         };
-        block.fragment.extend_from_slice(fragment);
-        block.frames += 1;
-        if block.frames > MAX_CONTINUATIONS || block.fragment.len() > MAX_HEADER_LIST {
+        if !block.add(fragment) {
             return self.fail(stream, false, ErrorCode::EnhanceYourCalm, "server header block too large");
         }
         stream.pass(header.total() as u64);

@@ -21,8 +21,8 @@ use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::Observer;
 use super::export::lost_events_line;
+use super::{FlowFollower, Observer};
 use crate::flow::{FlowQuery, StoredFlow, Timestamp};
 
 /// A response body: whole, or streamed.
@@ -140,13 +140,12 @@ async fn stream_flows(observer: Arc<Observer>, query: FlowQuery, sender: mpsc::S
     if !query.follow {
         return;
     }
+    let mut follower = FlowFollower::continuing(&observer, reader);
     loop {
-        tokio::select! {
+        let (lost, flows) = tokio::select! {
             () = sender.closed() => return,
-            () = reader.wait() => {}
-        }
-        let flows = reader.read(CHUNK_FLOWS);
-        let lost = observer.reader_lost(&mut reader);
+            next = follower.next() => next,
+        };
         let matching = chunk(lost, flows.iter().map(|f| &**f).filter(|f| query.filter.matches(&f.flow)));
         if !matching.is_empty() && sender.send(matching).await.is_err() {
             return;

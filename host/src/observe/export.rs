@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::Observer;
+use super::{FlowFollower, Observer};
 
 /// Where and how much to keep.
 #[derive(Debug, Clone)]
@@ -95,12 +95,10 @@ impl RotatingFile {
 /// Follows the store from now on, writing every flow, until the task is
 /// dropped. A write error is logged and ends the export (the agent goes on).
 pub async fn run(observer: Arc<Observer>, mut file: RotatingFile) {
-    let mut reader = observer.reader(Some(0));
+    let mut follower = FlowFollower::new(&observer);
+    let mut line = Vec::new();
     loop {
-        reader.wait().await;
-        let flows = reader.read(4096);
-        let lost = observer.reader_lost(&mut reader);
-        let mut line = Vec::new();
+        let (lost, flows) = follower.next().await;
         let mut write = |file: &mut RotatingFile| -> std::io::Result<()> {
             if lost > 0 {
                 file.write_line(lost_events_line(lost).as_bytes())?;

@@ -88,7 +88,7 @@ impl Observer {
     }
 }
 
-/// Follows the store from now on, for `--log-flows`.
+/// Follows the store: for `--log-flows`, the export, and followed API streams.
 #[derive(Debug)]
 pub struct FlowFollower {
     observer: Arc<Observer>,
@@ -96,8 +96,14 @@ pub struct FlowFollower {
 }
 
 impl FlowFollower {
+    /// From now on.
     pub fn new(observer: &Arc<Observer>) -> FlowFollower {
-        FlowFollower { observer: observer.clone(), reader: observer.reader(Some(0)) }
+        FlowFollower::continuing(observer, observer.reader(Some(0)))
+    }
+
+    /// From where `reader` is.
+    pub fn continuing(observer: &Arc<Observer>, reader: FlowReader) -> FlowFollower {
+        FlowFollower { observer: observer.clone(), reader }
     }
 
     /// Waits for new flows: (flows lost before them, the flows). Cancel

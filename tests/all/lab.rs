@@ -140,6 +140,23 @@ fn pod_ip(lab: &TestLab, namespace: &str, name: &str) -> String {
     row.unwrap_or_else(|| panic!("no pod {namespace}/{name}:\n{pods}"))[2].to_string()
 }
 
+/// `psql -c 'select 1'` against postgres.db from an ad-hoc backend pod answers 1.
+fn assert_psql_from_backend(lab: &TestLab) {
+    let psql = [
+        "env",
+        "PGPASSWORD=pass",
+        "psql",
+        "-h",
+        "postgres.db.svc.cluster.local",
+        "-U",
+        "postgres",
+        "-tAc",
+        "select 1",
+    ];
+    let output = lab.run(&[&["run", "-n", "backend", "app", "--"][..], &psql].concat());
+    assert_eq!(text(&output.stdout).trim(), "1", "{}", text(&output.stderr));
+}
+
 fn curl_api_from_web(lab: &TestLab) -> Output {
     lab.run(&[
         "exec",
@@ -202,23 +219,7 @@ fn the_seed_app_runs_in_the_lab_and_policy_applies_to_it() {
     assert_eq!(text(&world.stdout).trim(), WORLD_IP);
 
     // Postgres with the manifest's password, by its service name.
-    let psql = lab.run(&[
-        "run",
-        "-n",
-        "backend",
-        "app",
-        "--",
-        "env",
-        "PGPASSWORD=pass",
-        "psql",
-        "-h",
-        "postgres.db.svc.cluster.local",
-        "-U",
-        "postgres",
-        "-tAc",
-        "select 1",
-    ]);
-    assert_eq!(text(&psql.stdout).trim(), "1", "{}", text(&psql.stderr));
+    assert_psql_from_backend(&lab);
 
     // An invalid policy is refused with the loader's diagnostics; nothing changes.
     let dir = TempDir::new("lab-bad");
@@ -413,22 +414,7 @@ fn the_seed_article_end_to_end() {
     let head = curl_head();
     assert!(text(&head.stdout).starts_with("HTTP/1.1 200 OK"), "frontend -> api: {}", text(&head.stderr));
     assert!(nc_postgres("backend").status.success(), "backend -> postgres");
-    let psql = run(
-        "backend",
-        "app",
-        &[
-            "env",
-            "PGPASSWORD=pass",
-            "psql",
-            "-h",
-            "postgres.db.svc.cluster.local",
-            "-U",
-            "postgres",
-            "-tAc",
-            "select 1",
-        ],
-    );
-    assert_eq!(text(&psql.stdout).trim(), "1", "{}", text(&psql.stderr));
+    assert_psql_from_backend(&lab);
     assert!(!nc_postgres("frontend").status.success(), "frontend -> postgres is denied");
     assert_eq!(text(&dig("kubernetes.default.svc.cluster.local").stdout).trim(), "10.96.0.1", "DNS works");
 

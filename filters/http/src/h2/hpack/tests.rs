@@ -549,21 +549,6 @@ fn encode_decode_round_trips() {
 // Deterministic fuzzing: random and mutated blocks never panic, and what
 // decodes is bounded and re-encodes faithfully.
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn fuzz_random_and_mutated_blocks() {
     let mut seeds: Vec<Vec<u8>> = [
@@ -582,12 +567,12 @@ fn fuzz_random_and_mutated_blocks() {
     encode(&[0], &[(":path", "/a/b?c=d"), ("x-key", "value value"), ("cookie", "k=v")], &[], &mut encoded);
     seeds.push(encoded);
 
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = crate::tests::Rng::new(0x2545_f491_4f6c_dd1d);
     let mut persistent = Decoder::new();
     let (mut ok, mut too_large) = (0, 0);
     for round in 0..20_000 {
         let block: Vec<u8> = if rng.below(4) == 0 {
-            (0..rng.below(48)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(48)).map(|_| rng.below(256) as u8).collect()
         } else {
             let mut block = seeds[rng.below(seeds.len())].clone();
             for _ in 0..=rng.below(3) {
@@ -598,12 +583,12 @@ fn fuzz_random_and_mutated_blocks() {
                     }
                     1 if !block.is_empty() => {
                         let at = rng.below(block.len());
-                        block[at] = rng.next() as u8;
+                        block[at] = rng.below(256) as u8;
                     }
                     2 => block.truncate(rng.below(block.len() + 1)),
                     3 => {
                         let at = rng.below(block.len() + 1);
-                        block.insert(at, rng.next() as u8);
+                        block.insert(at, rng.below(256) as u8);
                     }
                     _ => {
                         let other = &seeds[rng.below(seeds.len())];

@@ -230,9 +230,9 @@ impl H2Connection {
         stream.error(503, "upstream unavailable");
     }
 
-    /// Closes the connection: GOAWAY to the client (`to_client`: the
-    /// current direction is the server's, so the client is onwards), an
-    /// ERROR record, and the close.
+    /// Closes the connection: GOAWAY to the client (a reply when the
+    /// current data is the client's, else sent onwards), an ERROR record,
+    /// and the close.
     fn fail(
         &mut self,
         stream: &mut Stream<'_, HttpRules>,

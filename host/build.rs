@@ -9,7 +9,7 @@ use std::process::Command;
 const BUILTIN_FILTERS: &[&str] = &["dns", "http", "kafka"];
 
 /// The datapath programs, one entry file per attach point under `bpf/`.
-const BPF_PROGRAMS: &[&str] = &["from_pod", "to_pod"];
+const BPF_PROGRAMS: &[&str] = &["from_pod", "to_pod", "sock"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

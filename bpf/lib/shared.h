@@ -176,4 +176,52 @@ enum counter {
 	COUNTER_MAX,
 };
 
+/* Services, translated at the socket (sock.c). porin_services: hash,
+ * frontend (ClusterIP, port, protocol) -> service; porin_backends: hash,
+ * (service id, slot 0..count-1) -> backend. The agent writes a service's
+ * backend slots before raising its count and lowers the count before
+ * removing slots, so a lookup never picks a missing slot. */
+#define SERVICES_MAX 16384
+#define BACKENDS_MAX 65536
+#define SOCK_REVNAT_MAX 262144
+
+struct service_key {
+	__be32 address;
+	__be16 port;
+	__u8 protocol;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct service_value {
+	__u32 id;       /* the service's key in porin_backends */
+	__u32 count;    /* backends; 0 refuses connections */
+};
+
+struct backend_key {
+	__u32 service;  /* service_value.id */
+	__u32 slot;
+};
+
+struct backend_value {
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+/* sock_revnat: LRU hash, (socket, backend it was sent to) -> the frontend
+ * the application asked for, so replies and getpeername() show the
+ * frontend. Written only by sock.c. */
+struct sock_revnat_key {
+	__u64 cookie;   /* bpf_get_socket_cookie() */
+	__be32 address; /* the backend */
+	__be16 port;
+	__u16 pad;
+};
+
+struct sock_revnat_value {
+	__be32 address; /* the frontend */
+	__be16 port;
+	__u16 pad;
+};
+
 #endif /* PORIN_SHARED_H */

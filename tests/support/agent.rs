@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::apiserver::ApiServer;
 use crate::netns::Node;
 use crate::{Daemon, TempDir, porin_binary};
 
@@ -13,8 +14,10 @@ pub struct Agent {
     pub daemon: Daemon,
     pub pin_dir: PathBuf,
     pub proxy_port: u16,
-    /// The manifest directory the agent reads (write files, then [`Agent::update`]).
+    /// The manifest directory the agent reads (write files, then
+    /// [`Agent::update`]); with a cluster source, it holds the kubeconfig.
     pub manifests: TempDir,
+    source: Source,
     /// The unix socket of the agent's HTTP API (`--api unix:PATH`).
     pub api: PathBuf,
     /// Where the agent exports its flows (`--export-flows`).
@@ -53,6 +56,14 @@ impl std::ops::Deref for Agent {
     }
 }
 
+/// Where the agent takes its objects from.
+#[derive(Debug, Clone)]
+enum Source {
+    Files(PathBuf),
+    /// `--kubernetes` with this kubeconfig.
+    Cluster(PathBuf),
+}
+
 impl Agent {
     /// Writes `files` (name, YAML) into a fresh manifest directory and
     /// starts the agent in `node`, waiting until the datapath is ready.
@@ -61,6 +72,20 @@ impl Agent {
         for (name, yaml) in files {
             std::fs::write(manifests.path(name), yaml).unwrap();
         }
+        let source = Source::Files(manifests.0.clone());
+        Agent::start_with(node, manifests, source)
+    }
+
+    /// Starts the agent in `node` with `--kubernetes`, watching `server`
+    /// (which must listen in the node's namespace), as node `node-a`.
+    pub fn start_watching(node: &Node, server: &ApiServer) -> Agent {
+        let manifests = TempDir::new("agent-kubeconfig");
+        std::fs::write(manifests.path("kubeconfig"), server.kubeconfig()).unwrap();
+        let source = Source::Cluster(manifests.path("kubeconfig"));
+        Agent::start_with(node, manifests, source)
+    }
+
+    fn start_with(node: &Node, manifests: TempDir, source: Source) -> Agent {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
         let installed = Installed { pin_dir: pin_dir.clone(), node_netns: node.name().to_string() };
         let proxy_port = 15_001;
@@ -68,12 +93,13 @@ impl Agent {
         let api_dir = TempDir::new("agent-api");
         let (api, export) = (api_dir.path("agent.sock"), api_dir.path("flows.jsonl"));
         let daemon =
-            Daemon::start(command(node, &manifests.0, &pin_dir, proxy_port, &api, &export), "datapath ready");
+            Daemon::start(command(node, &source, &pin_dir, proxy_port, &api, &export), "datapath ready");
         Agent {
             daemon,
             pin_dir,
             proxy_port,
             manifests,
+            source,
             api,
             export,
             _api_dir: api_dir,
@@ -84,8 +110,7 @@ impl Agent {
     /// Stops the agent (the datapath stays) and starts a new one on the same state.
     pub fn restart(&mut self, node: &Node) {
         self.daemon.stop();
-        let command =
-            command(node, &self.manifests.0, &self.pin_dir, self.proxy_port, &self.api, &self.export);
+        let command = command(node, &self.source, &self.pin_dir, self.proxy_port, &self.api, &self.export);
         self.daemon = Daemon::start(command, "datapath ready");
     }
 
@@ -115,7 +140,7 @@ impl Agent {
 
 fn command(
     node: &Node,
-    manifests: &Path,
+    source: &Source,
     pin_dir: &Path,
     proxy_port: u16,
     api: &Path,
@@ -123,7 +148,13 @@ fn command(
 ) -> std::process::Command {
     let binary = porin_binary();
     let mut command = node.command_keeping_mounts(binary.to_str().unwrap(), &["agent", "--log-flows"]);
-    command.arg("-f").arg(manifests).arg("--pin-dir").arg(pin_dir);
+    match source {
+        Source::Files(manifests) => command.arg("-f").arg(manifests),
+        Source::Cluster(kubeconfig) => {
+            command.args(["--kubernetes", "--node-name", "node-a", "--kubeconfig"]).arg(kubeconfig)
+        }
+    };
+    command.arg("--pin-dir").arg(pin_dir);
     command.args(["--proxy-port", &proxy_port.to_string()]);
     command.arg(format!("--api=unix:{}", api.display()));
     command.arg("--export-flows").arg(export);

@@ -6,6 +6,7 @@ use clap::Parser;
 use porin::cli::Cli;
 
 pub mod agent;
+pub mod apiserver;
 pub mod netns;
 
 /// A fixture file or directory under `tests/fixtures`.

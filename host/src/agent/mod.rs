@@ -1,7 +1,8 @@
 //! The node agent: policy sources in, datapath maps, proxy routes and
 //! filter rule sets out.
 //!
-//! Each update reads the [`sources`], compiles them and applies the result
+//! Each update reads the source (files, or the cluster: [`PolicySource`]),
+//! compiles it and applies the result
 //! everywhere, in an order that never opens a hole: rule sets
 //! first (the proxy can serve new redirects), then the proxy's routes, then
 //! the datapath maps (which start steering), then stale rule sets go.
@@ -32,10 +33,12 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::endpoint::Workloads;
 use crate::filter::FilterRegistry;
 use crate::flow::EndpointIndex;
+use crate::k8s::Cluster;
 use crate::manifest::Manifests;
 use crate::observe::Observer;
-use crate::policy::{self, ResolvedPolicy};
+use crate::policy::{self, EnforcementMode, ResolvedPolicy};
 use crate::proxy::PolicyResolver;
+use crate::service::ServiceTable;
 
 /// What one apply did.
 #[derive(Debug)]
@@ -55,10 +58,21 @@ pub struct Consumers {
     pub observer: Arc<Observer>,
 }
 
+/// Where the agent's objects come from.
+#[derive(Debug)]
+pub enum PolicySource {
+    /// Files and directories (`-f`), watched by the [`Watcher`].
+    Files(Sources),
+    /// The Kubernetes API server.
+    Cluster(Box<Cluster>),
+}
+
 /// The agent's state between applies.
 #[derive(Debug)]
 pub struct Agent {
-    sources: Sources,
+    source: PolicySource,
+    /// What the source held at the last successful apply.
+    in_force: Reading,
     registry: Arc<FilterRegistry>,
     resolver: Arc<PolicyResolver>,
     datapath: Datapath,
@@ -73,18 +87,21 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(
-        sources: Vec<PathBuf>,
+        source: PolicySource,
         consumers: Consumers,
         mut datapath: Datapath,
         proxy_port: u16,
         settings: &datapath::Settings,
+        enforcement: EnforcementMode,
         filters_dir: Option<PathBuf>,
     ) -> anyhow::Result<Agent> {
         let Consumers { registry, resolver, observer } = consumers;
         let writer = MapWriter::new(datapath.take_maps()?, proxy_port, settings);
-        let empty = policy::compile(&Manifests::default(), &Workloads::default());
+        // Every later apply recompiles from this one, keeping its mode.
+        let empty = policy::compile_with(&Manifests::default(), &Workloads::default(), enforcement);
         Ok(Agent {
-            sources: Sources::new(sources),
+            source,
+            in_force: Reading::default(),
             registry,
             resolver,
             datapath,
@@ -98,9 +115,8 @@ impl Agent {
         })
     }
 
-    /// The manifest files and directories the agent reads.
-    pub fn source_paths(&self) -> &[PathBuf] {
-        self.sources.paths()
+    pub fn source(&self) -> &PolicySource {
+        &self.source
     }
 
     /// The agent's status, kept current.
@@ -125,18 +141,38 @@ impl Agent {
         }
     }
 
-    /// Reads the sources and applies them (at start, and on SIGHUP).
+    /// Reads the source and applies it (at start, on SIGHUP, and at each
+    /// resync).
     pub fn update(&mut self) {
-        let reading = self.sources.read();
-        self.update_to(reading);
+        if let Some(reading) = self.read() {
+            self.update_to(reading);
+        }
     }
 
-    /// Reads the sources and applies them if their content changed since
-    /// the last apply (after the [`Watcher`] saw them change).
+    /// Reads the source and applies it if its content changed since the
+    /// last apply (after the [`Watcher`] or the cluster's watchers saw a
+    /// change).
     pub fn update_if_changed(&mut self) {
-        let reading = self.sources.read();
-        if self.sources.changed(&reading) {
+        if let Some(reading) = self.read().filter(|reading| reading.differs_from(&self.in_force)) {
             self.update_to(reading);
+        }
+    }
+
+    /// The source as it is now; `None` while the cluster has not been
+    /// listed (nothing is applied before: the datapath keeps what it had).
+    fn read(&mut self) -> Option<Reading> {
+        match &mut self.source {
+            PolicySource::Files(sources) => Some(sources.read(&self.in_force)),
+            PolicySource::Cluster(cluster) => {
+                cluster.sync_modules(&self.registry);
+                let reading = cluster.read(&self.in_force);
+                if reading.is_none() {
+                    let waiting = cluster.waiting_for().unwrap_or_default();
+                    self.status
+                        .send_modify(|status| status.waiting(format!("waiting for the cluster: {waiting}")));
+                }
+                reading
+            }
         }
     }
 
@@ -147,8 +183,18 @@ impl Agent {
             error!("update failed, the policy in force stays: {rejection}");
         }
         let was_enforcing = self.status.borrow().revision.is_some();
-        match self.apply(reading) {
+        let outcome = self.apply(&reading);
+        if let PolicySource::Cluster(cluster) = &self.source {
+            let error = outcome.as_ref().err().map(|err| format!("{err:#}"));
+            let applied = match (&outcome, &error) {
+                (Ok(applied), _) => Ok(applied.maps.revision),
+                (Err(_), error) => Err(error.as_deref().unwrap_or_default()),
+            };
+            cluster.report(&self.in_force, &reading, applied);
+        }
+        match outcome {
             Ok(Applied { diagnostics, local_endpoints, maps }) => {
+                self.in_force = reading;
                 diagnostics.iter().for_each(log_diagnostic);
                 info!(
                     local_endpoints,
@@ -173,7 +219,7 @@ impl Agent {
 
     /// Enforces what `reading` says and makes it the reading in force. On
     /// error the state in force before the call stays in force.
-    fn apply(&mut self, reading: Reading) -> anyhow::Result<Applied> {
+    fn apply(&mut self, reading: &Reading) -> anyhow::Result<Applied> {
         let mut manifests = reading.manifests();
         if manifests.objects.is_empty()
             && let Some(first) = reading.rejections().next()
@@ -182,6 +228,8 @@ impl Agent {
             bail!("no policy source could be read ({})", described(first));
         }
         let (workloads, found) = Workloads::from_manifests(&manifests);
+        manifests.diagnostics.extend(found);
+        let (services, found) = ServiceTable::new(&manifests, &workloads);
         manifests.diagnostics.extend(found);
         if let Some(filters) = &mut self.filters {
             let refreshed = filters.refresh(&self.registry);
@@ -197,10 +245,12 @@ impl Agent {
         let in_use = policy.rule_sets_in_use();
         for id in &in_use {
             let set = policy.rule_sets.get(*id).expect("rule sets in use are interned");
+            // A missing module or refused rules cost that rule set's
+            // connections (refused, with a flow saying why), not the policy.
             let json = set.rules.to_string();
-            self.registry
-                .set_rule_set(*id, &set.filter, &json)
-                .with_context(|| format!("filter `{}` rejected rule set {}", set.filter, id.0))?;
+            if let Some(unavailable) = self.registry.install_rule_set(*id, &set.filter, &json) {
+                warn!("{unavailable}");
+            }
         }
         self.resolver.update(policy.clone());
 
@@ -228,6 +278,7 @@ impl Agent {
             }
         };
         self.datapath.detach_others(&attached)?;
+        self.datapath.write_services(&services).context("writing the service maps")?;
 
         for stale in self.installed_rule_sets.difference(&in_use) {
             // Connections still using it deny from their next request.
@@ -239,7 +290,6 @@ impl Agent {
             policy.diagnostics.iter().filter(|d| !reported.contains(&d.to_string())).cloned().collect();
         self.observer.set_endpoints(EndpointIndex::new(&policy));
         self.policy = policy;
-        self.sources.commit(reading);
         Ok(Applied { diagnostics, local_endpoints: local.len(), maps })
     }
 }

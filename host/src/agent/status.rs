@@ -38,6 +38,13 @@ impl Status {
         self.rejected = rejected;
     }
 
+    /// Not applying yet: the source cannot be read (the cluster has not
+    /// been listed), for the reason given.
+    pub(super) fn waiting(&mut self, why: String) {
+        self.ready = false;
+        self.last_error = Some(why);
+    }
+
     /// Why the agent is not ready; `None` when it is.
     pub fn not_ready_because(&self) -> Option<String> {
         if self.ready {

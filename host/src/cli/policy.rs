@@ -12,10 +12,11 @@ use serde_json::json;
 use super::Output;
 use crate::diagnostic::{Diagnostic, Severity, has_errors};
 use crate::endpoint::Workloads;
+use crate::k8s;
 use crate::manifest::Manifests;
 use crate::policy::explain::{HttpQuery, PeerQuery, Query, explain};
 use crate::policy::resolved::{Action, DirectionPolicy, Protocol};
-use crate::policy::{ResolvedPolicy, compile};
+use crate::policy::{EnforcementMode, ResolvedPolicy, compile, compile_with};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -30,8 +31,16 @@ pub enum PolicyCommand {
 #[derive(Debug, Args)]
 pub struct Inputs {
     /// Manifest files or directories (YAML, multi-document); repeatable.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required_unless_present = "from_cluster")]
     pub files: Vec<PathBuf>,
+    /// Read the objects from the live cluster instead (namespaces, pods,
+    /// services, endpointslices and network policies, as the agent does).
+    #[arg(long, conflicts_with = "files")]
+    pub from_cluster: bool,
+    /// The kubeconfig for --from-cluster. Default: $KUBECONFIG,
+    /// ~/.kube/config, or the in-cluster service account.
+    #[arg(long, value_name = "FILE", requires = "from_cluster")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +53,9 @@ pub struct ValidateArgs {
 pub struct CompileArgs {
     #[command(flatten)]
     pub inputs: Inputs,
+    /// Cilium's policy enforcement mode: default (deny once a policy selects the endpoint), always, never.
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub policy_enforcement: EnforcementMode,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -76,6 +88,9 @@ pub struct ExplainArgs {
     /// HTTP Host header to evaluate.
     #[arg(long, value_name = "HOST")]
     pub http_host: Option<String>,
+    /// Cilium's policy enforcement mode: default (deny once a policy selects the endpoint), always, never.
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub policy_enforcement: EnforcementMode,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -109,12 +124,20 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
-/// Loads manifests and workloads, writing every diagnostic to `err`.
-fn load(inputs: &Inputs) -> (Manifests, Workloads) {
-    let mut manifests = Manifests::load(&inputs.files);
+/// Loads manifests (from files or the cluster) and workloads.
+fn load(inputs: &Inputs) -> anyhow::Result<(Manifests, Workloads)> {
+    let mut manifests = if inputs.from_cluster {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let client = k8s::client(inputs.kubeconfig.as_ref()).await?;
+            k8s::list_manifests(&client).await
+        })?
+    } else {
+        Manifests::load(&inputs.files)
+    };
     let (workloads, diagnostics) = Workloads::from_manifests(&manifests);
     manifests.diagnostics.extend(diagnostics);
-    (manifests, workloads)
+    Ok((manifests, workloads))
 }
 
 fn report(diagnostics: &[Diagnostic], err: &mut dyn Write) -> std::io::Result<()> {
@@ -128,7 +151,7 @@ impl PolicyCommand {
     pub fn run(self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
         match self {
             PolicyCommand::Validate(args) => {
-                let (manifests, workloads) = load(&args.inputs);
+                let (manifests, workloads) = load(&args.inputs)?;
                 let resolved = compile(&manifests, &workloads);
                 report(&resolved.diagnostics, err)?;
                 if has_errors(&resolved.diagnostics) {
@@ -148,8 +171,8 @@ impl PolicyCommand {
                 Ok(ExitCode::SUCCESS)
             }
             PolicyCommand::Compile(args) => {
-                let (manifests, workloads) = load(&args.inputs);
-                let resolved = compile(&manifests, &workloads);
+                let (manifests, workloads) = load(&args.inputs)?;
+                let resolved = compile_with(&manifests, &workloads, args.policy_enforcement);
                 report(&resolved.diagnostics, err)?;
                 match args.output {
                     Output::Json => {
@@ -161,7 +184,7 @@ impl PolicyCommand {
             }
             PolicyCommand::Explain(args) => {
                 let args = *args;
-                let (manifests, mut workloads) = load(&args.inputs);
+                let (manifests, mut workloads) = load(&args.inputs)?;
                 let http = match (args.http_method, args.http_path, args.http_host) {
                     (None, None, None) => None,
                     (method, path, host) => Some(HttpQuery {
@@ -181,7 +204,7 @@ impl PolicyCommand {
                     http,
                 };
                 query.add_pods(&mut workloads);
-                let resolved = compile(&manifests, &workloads);
+                let resolved = compile_with(&manifests, &workloads, args.policy_enforcement);
                 let problems: Vec<Diagnostic> =
                     resolved.diagnostics.iter().filter(|d| d.severity > Severity::Note).cloned().collect();
                 report(&problems, err)?;
@@ -210,10 +233,13 @@ fn compiled_json(resolved: &ResolvedPolicy) -> serde_json::Value {
         "endpoints": resolved.endpoints,
         "rule_sets": rule_sets,
         "diagnostics": resolved.diagnostics,
+        "policy_enforcement": resolved.enforcement,
     })
 }
 
 fn write_compiled(resolved: &ResolvedPolicy, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(out, "policy enforcement: {}", resolved.enforcement)?;
+    writeln!(out)?;
     writeln!(out, "IDENTITY   LABELS")?;
     for identity in resolved.identities.iter() {
         writeln!(out, "{:<10} {}", identity.id, identity.labels)?;
@@ -228,7 +254,7 @@ fn write_compiled(resolved: &ResolvedPolicy, out: &mut dyn Write) -> anyhow::Res
         )?;
         for (name, direction) in [("ingress", &endpoint.policy.ingress), ("egress", &endpoint.policy.egress)]
         {
-            write_direction(name, direction, out)?;
+            write_direction(name, direction, resolved.enforcement, out)?;
         }
     }
     if !resolved.rule_sets.is_empty() {
@@ -241,12 +267,19 @@ fn write_compiled(resolved: &ResolvedPolicy, out: &mut dyn Write) -> anyhow::Res
     Ok(())
 }
 
-fn write_direction(name: &str, policy: &DirectionPolicy, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mode = if policy.enforced {
-        let by: Vec<String> = policy.enforced_by.iter().map(ToString::to_string).collect();
-        format!("default deny (by {})", by.join(", "))
-    } else {
-        "default allow".to_string()
+fn write_direction(
+    name: &str,
+    policy: &DirectionPolicy,
+    enforcement: EnforcementMode,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mode = match (policy.enforced, enforcement) {
+        (true, EnforcementMode::Always) => "default deny (policy enforcement always)".to_string(),
+        (true, _) => {
+            let by: Vec<String> = policy.enforced_by.iter().map(ToString::to_string).collect();
+            format!("default deny (by {})", by.join(", "))
+        }
+        (false, _) => "default allow".to_string(),
     };
     writeln!(out, "  {name}: {mode}")?;
     for entry in &policy.entries {
@@ -263,4 +296,41 @@ fn write_direction(name: &str, policy: &DirectionPolicy, out: &mut dyn Write) ->
             .context("writing output")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    /// `porin policy ARGS...` over the seed app with its L7 policy: (exit success, stdout).
+    fn policy(args: &[&str]) -> (bool, String) {
+        let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/seed");
+        let files = ["-f", &format!("{seed}/test-app.yaml"), &format!("{seed}/cnp-front-to-back-l7.yaml")];
+        let argv = ["porin", "policy"].iter().chain(args).chain(&files).copied();
+        let Command::Policy(command) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = command.run(&mut out, &mut err).unwrap();
+        (code == std::process::ExitCode::SUCCESS, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn policy_enforcement_flag_reaches_compile_and_explain() {
+        let (ok, json) = policy(&["compile", "-o", "json", "--policy-enforcement", "never"]);
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(ok);
+        assert_eq!(json["policy_enforcement"], "never");
+        assert_eq!(json["rule_sets"], serde_json::json!([]), "an unused rule set is never interned");
+
+        let (_, text) = policy(&["compile"]);
+        assert!(text.starts_with("policy enforcement: default\n"), "{text}");
+
+        let explain = ["explain", "--from", "db/postgres", "--to", "world", "--port", "443"];
+        let (_, allowed) = policy(&explain);
+        assert!(allowed.lines().next().unwrap().ends_with("ALLOWED"), "{allowed}");
+        let (_, denied) = policy(&[&explain[..], &["--policy-enforcement", "always"]].concat());
+        assert!(denied.lines().next().unwrap().ends_with("DENIED"), "{denied}");
+        assert!(denied.contains("policy enforcement mode `always`"), "{denied}");
+    }
 }

@@ -195,6 +195,44 @@ impl FlowEvent {
     }
 }
 
+pub const SERVICES_MAX: u32 = 16_384;
+pub const BACKENDS_MAX: u32 = 65_536;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Network byte order.
+    pub address: [u8; 4],
+    /// Network byte order.
+    pub port: [u8; 2],
+    pub protocol: u8,
+    pub pad: u8,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceValue {
+    pub id: u32,
+    pub count: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    pub service: u32,
+    pub slot: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendValue {
+    /// Network byte order.
+    pub address: [u8; 4],
+    /// Network byte order.
+    pub port: [u8; 2],
+    pub pad: u16,
+}
+
 // SAFETY: every type is #[repr(C)], made only of integers and byte arrays,
 // with explicit padding fields, so any bit pattern is valid and no byte is
 // uninitialised.
@@ -206,6 +244,10 @@ unsafe impl aya::Pod for PolicyValue {}
 unsafe impl aya::Pod for DatapathConfig {}
 unsafe impl aya::Pod for CtKey {}
 unsafe impl aya::Pod for CtEntry {}
+unsafe impl aya::Pod for ServiceKey {}
+unsafe impl aya::Pod for ServiceValue {}
+unsafe impl aya::Pod for BackendKey {}
+unsafe impl aya::Pod for BackendValue {}
 
 // Layouts of bpf/lib/shared.h (`struct ipcache_key` and `struct policy_key`
 // include the u32 prefixlen that aya's lpm_trie::Key prepends).
@@ -231,4 +273,9 @@ const _: () = {
     assert!(offset_of!(FlowEvent, src_identity) == 20 && offset_of!(FlowEvent, ifindex) == 28);
     assert!(offset_of!(FlowEvent, protocol) == 32 && offset_of!(FlowEvent, is_reply) == 37);
     assert!(offset_of!(FlowEvent, proxy_port) == 38 && offset_of!(FlowEvent, len) == 40);
+    assert!(size_of::<ServiceKey>() == 8);
+    assert!(offset_of!(ServiceKey, port) == 4 && offset_of!(ServiceKey, protocol) == 6);
+    assert!(size_of::<ServiceValue>() == 8 && offset_of!(ServiceValue, count) == 4);
+    assert!(size_of::<BackendKey>() == 8 && offset_of!(BackendKey, slot) == 4);
+    assert!(size_of::<BackendValue>() == 8 && offset_of!(BackendValue, port) == 4);
 };

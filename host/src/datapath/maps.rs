@@ -215,7 +215,7 @@ impl MapWriter {
 }
 
 /// A map's whole content, keyed by `key_of`.
-fn content<K, V, Q: Ord>(
+pub(super) fn content<K, V, Q: Ord>(
     items: impl Iterator<Item = Result<(K, V), MapError>>,
     key_of: impl Fn(K) -> Q,
 ) -> anyhow::Result<BTreeMap<Q, V>> {

@@ -1,9 +1,10 @@
 //! The eBPF datapath: loads the C programs of `bpf/`, attaches them to the
 //! host side of every pod's veth, and keeps their maps equal to the
-//! resolved policy.
+//! resolved policy; its socket programs ([`sock`]) translate Services.
 //!
 //! Everything the kernel keeps lives under the pin directory: the maps
-//! (`maps/`, shared by both programs) and one TCX link per hook (`links/`).
+//! (`maps/`, shared by both programs), one TCX link per hook (`links/`)
+//! and the socket programs' cgroup links (`sock/`).
 //! A restarted agent finds them there, swaps its freshly loaded programs
 //! into the existing links atomically and rewrites the maps as a diff, so
 //! enforcement never has a gap. [`uninstall`] removes all of it.
@@ -12,6 +13,7 @@ pub mod abi;
 mod events;
 mod maps;
 mod routing;
+pub mod sock;
 #[cfg(test)]
 mod tests;
 
@@ -28,8 +30,10 @@ use aya::{Ebpf, EbpfLoader};
 pub use events::{EventReader, EventRing, flow_of};
 pub use maps::{MapWriter, WriteSummary};
 pub use routing::{endpoint_interfaces, install_redirect_routing, node_addresses, remove_redirect_routing};
+pub use sock::SocketLb;
 
 use self::abi::{CtEntry, CtKey};
+use crate::service::ServiceTable;
 
 const FROM_POD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/from_pod.o"));
 const TO_POD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/to_pod.o"));
@@ -92,6 +96,7 @@ pub struct Datapath {
     settings: Settings,
     /// One object per program; their maps are the same pinned maps.
     objects: Vec<(Hook, Ebpf)>,
+    sockets: SocketLb,
 }
 
 /// The maps the agent writes and reads, taken out of the loaded objects.
@@ -162,7 +167,18 @@ impl Datapath {
                 .with_context(|| format!("verifying the {} program", hook.program()))?;
             objects.push((hook, ebpf));
         }
-        Ok(Datapath { settings, objects })
+        let sockets = SocketLb::load(&settings.pin_dir)?;
+        Ok(Datapath { settings, objects, sockets })
+    }
+
+    /// Translates Services for the processes of `cgroup` (see [`SocketLb::attach`]).
+    pub fn attach_sockets(&mut self, cgroup: &Path) -> anyhow::Result<()> {
+        self.sockets.attach(cgroup)
+    }
+
+    /// Makes the service maps say what `table` says.
+    pub fn write_services(&mut self, table: &ServiceTable) -> anyhow::Result<()> {
+        self.sockets.write(table)
     }
 
     /// Takes the map handles (once).
@@ -263,9 +279,11 @@ fn detach(pin: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes everything an agent installed: links (detaching the programs),
-/// pinned maps, the pin directory and the redirect routing.
+/// Removes everything an agent installed: links (detaching the programs,
+/// the socket ones too), pinned maps, the pin directory and the redirect
+/// routing.
 pub fn uninstall(pin_dir: &Path) -> anyhow::Result<()> {
+    sock::uninstall(pin_dir)?;
     uninstall_pins(pin_dir)?;
     remove_redirect_routing()
 }

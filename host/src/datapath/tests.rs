@@ -26,9 +26,8 @@ const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 const PROXY_PORT: u16 = 15_001;
 
-/// web (10.1.0.10) may reach api (10.1.0.20) on TCP 80 and 8000-8100,
-/// except 8080; other (10.1.0.11) may not. The L7 port 9000 redirects.
-const MANIFESTS: &str = r#"
+/// The pods every test has: web (10.1.0.10), other (10.1.0.11), api (10.1.0.20).
+const PODS: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: app, labels: {app: web}}
@@ -43,6 +42,11 @@ apiVersion: v1
 kind: Pod
 metadata: {name: api, namespace: app, labels: {app: api}}
 status: {podIP: 10.1.0.20}
+"#;
+
+/// web may reach api on TCP 80 and 8000-8100, except 8080; other may not.
+/// The L7 port 9000 redirects.
+const API_POLICY: &str = r#"
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -64,6 +68,17 @@ const WEB: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
 const OTHER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
 const API: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 20);
 
+/// api's ingress denies everything.
+const DENY_ALL: &str = r#"
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api, namespace: app}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress: [{}]
+"#;
+
 fn privileged() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
@@ -72,6 +87,15 @@ fn privileged() -> bool {
         eprintln!("SKIPPED: BPF_PROG_TEST_RUN tests need root (not in CI, so skipping)");
     }
     root
+}
+
+/// The usual start of a test: a fresh datapath with [`API_POLICY`] written,
+/// and that policy; `None` (skip) without root.
+fn with_api_policy() -> Option<(Loaded, ResolvedPolicy)> {
+    let mut dp = Loaded::new()?;
+    let policy = compiled(API_POLICY);
+    dp.write(&policy);
+    Some((dp, policy))
 }
 
 /// A loaded datapath under its own pin directory, removed on drop.
@@ -92,12 +116,15 @@ impl Drop for Pins {
 }
 
 impl Loaded {
-    fn new() -> Loaded {
+    fn new() -> Option<Loaded> {
         Loaded::with(|_| {})
     }
 
-    /// A datapath with `adjust`ed settings (map sizes).
-    fn with(adjust: impl FnOnce(&mut Settings)) -> Loaded {
+    /// A datapath with `adjust`ed settings (map sizes); `None` without root.
+    fn with(adjust: impl FnOnce(&mut Settings)) -> Option<Loaded> {
+        if !privileged() {
+            return None;
+        }
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let pin_dir = PathBuf::from(format!(
             "/sys/fs/bpf/porin-unit-{}-{}",
@@ -110,7 +137,7 @@ impl Loaded {
         let mut datapath = Datapath::load(settings.clone()).expect("the datapath loads and verifies");
         let writer = MapWriter::new(datapath.take_maps().unwrap(), PROXY_PORT, &settings);
         let events = datapath.take_events().unwrap();
-        Loaded { datapath, writer, events, _pins: pins }
+        Some(Loaded { datapath, writer, events, _pins: pins })
     }
 
     /// Writes `policy` with every pod local on interface 1 (the loopback
@@ -169,6 +196,15 @@ impl Packet {
         Packet { source, destination, protocol: 6, sport, dport, flags, mark: 0 }
     }
 
+    fn icmp_echo(source: Ipv4Addr, destination: Ipv4Addr) -> Packet {
+        Packet { source, destination, protocol: 1, sport: 7, dport: 0, flags: 8, mark: 0 }
+    }
+
+    /// The packet as the proxy sends it on: marked with the source's identity.
+    fn via_proxy(self, identity: NumericIdentity) -> Packet {
+        Packet { mark: crate::proxy::mark::identity_mark(identity.0), ..self }
+    }
+
     fn reply(self, flags: u8) -> Packet {
         Packet {
             source: self.destination,
@@ -222,9 +258,10 @@ impl Packet {
     }
 }
 
-fn compiled(yaml: &str) -> ResolvedPolicy {
+/// [`PODS`] with `policies`, compiled.
+fn compiled(policies: &str) -> ResolvedPolicy {
     let mut manifests = Manifests::default();
-    manifests.parse(yaml, Location::default());
+    manifests.parse(&format!("{PODS}{policies}"), Location::default());
     let (workloads, diagnostics) = Workloads::from_manifests(&manifests);
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let policy = policy::compile(&manifests, &workloads);
@@ -232,18 +269,13 @@ fn compiled(yaml: &str) -> ResolvedPolicy {
     policy
 }
 
-/// The policy with only the pods, no policies: everything allowed.
-fn pods_only() -> ResolvedPolicy {
-    compiled(MANIFESTS.split("---\napiVersion: cilium.io").next().unwrap())
+fn identity(policy: &ResolvedPolicy, pod: &str) -> NumericIdentity {
+    policy.endpoint("app", pod).unwrap().identity
 }
 
 #[test]
 fn ingress_policy_allows_denies_and_tracks_replies() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::new();
-    dp.write(&compiled(MANIFESTS));
+    let Some((mut dp, policy)) = with_api_policy() else { return };
     let syn = Packet::tcp(WEB, 40_000, API, 80, SYN);
     // web's egress is not enforced; api's ingress allows web on 80.
     assert_eq!(dp.run(Hook::FromPod, &syn), TC_ACT_UNSPEC);
@@ -274,19 +306,17 @@ fn ingress_policy_allows_denies_and_tracks_replies() {
     let new_flow =
         events.iter().find(|e| e.kind == abi::EVENT_FLOW && e.direction == abi::DIR_INGRESS).unwrap();
     assert_eq!((new_flow.saddr, new_flow.daddr), (WEB.octets(), API.octets()));
-    let policy = compiled(MANIFESTS);
-    let identity = |name: &str| policy.endpoint("app", name).unwrap().identity.0;
-    assert_eq!((new_flow.src_identity, new_flow.dst_identity), (identity("web"), identity("api")));
+    assert_eq!(
+        (new_flow.src_identity, new_flow.dst_identity),
+        (identity(&policy, "web").0, identity(&policy, "api").0)
+    );
 }
 
 #[test]
 fn a_policy_that_does_not_fit_is_refused_and_the_one_in_force_stays() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::with(|settings| settings.policy_entries = 4);
-    dp.write(&pods_only());
-    let error = dp.try_write(&compiled(MANIFESTS)).expect_err("more entries than the map holds");
+    let Some(mut dp) = Loaded::with(|settings| settings.policy_entries = 4) else { return };
+    dp.write(&compiled(""));
+    let error = dp.try_write(&compiled(API_POLICY)).expect_err("more entries than the map holds");
     assert!(error.to_string().contains("the policy map needs"), "{error}");
     // Nothing of it was written: api's ingress is still not enforced.
     assert_eq!(dp.run(Hook::ToPod, &Packet::tcp(OTHER, 43_000, API, 80, SYN)), TC_ACT_UNSPEC);
@@ -295,12 +325,7 @@ fn a_policy_that_does_not_fit_is_refused_and_the_one_in_force_stays() {
 
 #[test]
 fn revoking_an_allow_stops_an_established_connection() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::new();
-    let with_policy = compiled(MANIFESTS);
-    dp.write(&with_policy);
+    let Some((mut dp, with_policy)) = with_api_policy() else { return };
     let syn = Packet::tcp(WEB, 41_000, API, 80, SYN);
     assert_eq!(dp.run(Hook::ToPod, &syn), TC_ACT_UNSPEC);
     let data = Packet::tcp(WEB, 41_000, API, 80, ACK);
@@ -308,17 +333,7 @@ fn revoking_an_allow_stops_an_established_connection() {
 
     // The allow goes away but a deny-all stays: the next packet of the
     // established connection is dropped.
-    let deny_all = r#"
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: api, namespace: app}
-spec:
-  endpointSelector: {matchLabels: {app: api}}
-  ingress: [{}]
-"#;
-    let pods = MANIFESTS.split("---\napiVersion: cilium.io").next().unwrap();
-    dp.write(&compiled(&format!("{pods}{deny_all}")));
+    dp.write(&compiled(DENY_ALL));
     dp.events();
     assert_eq!(dp.run(Hook::ToPod, &data), TC_ACT_SHOT);
     let revoked = dp.events();
@@ -335,11 +350,7 @@ spec:
 
 #[test]
 fn l7_ports_are_redirected_and_fail_closed_without_a_proxy() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::new();
-    dp.write(&compiled(MANIFESTS));
+    let Some((mut dp, policy)) = with_api_policy() else { return };
     // api's ingress rule on 9000 is L7: web's packet is steered at web's
     // from-pod hook. No proxy listens in the test's namespace: dropped.
     let syn = Packet::tcp(WEB, 42_000, API, 9000, SYN);
@@ -362,27 +373,21 @@ fn l7_ports_are_redirected_and_fail_closed_without_a_proxy() {
     // At api's to-pod hook, only the proxy (identity mark) may use an L7 port.
     let direct = Packet::tcp(WEB, 42_002, API, 9000, SYN);
     assert_eq!(dp.run(Hook::ToPod, &direct), TC_ACT_SHOT);
-    let web = compiled(MANIFESTS).endpoint("app", "web").unwrap().identity.0;
-    let proxied = Packet { mark: crate::proxy::mark::identity_mark(web), ..direct };
-    assert_eq!(dp.run(Hook::ToPod, &Packet { sport: 42_003, ..proxied }), TC_ACT_UNSPEC);
+    let proxied = Packet { sport: 42_003, ..direct }.via_proxy(identity(&policy, "web"));
+    assert_eq!(dp.run(Hook::ToPod, &proxied), TC_ACT_UNSPEC);
 }
 
 #[test]
 fn icmp_echo_follows_l3_policy_and_replies_pass() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::new();
-    dp.write(&compiled(MANIFESTS));
-    let echo =
-        |source| Packet { source, destination: API, protocol: 1, sport: 7, dport: 0, flags: 8, mark: 0 };
+    let Some((mut dp, _)) = with_api_policy() else { return };
+    let echo = Packet::icmp_echo(WEB, API);
     // api's ingress names ports only, so ICMP is default-denied...
-    assert_eq!(dp.run(Hook::ToPod, &echo(WEB)), TC_ACT_SHOT);
+    assert_eq!(dp.run(Hook::ToPod, &echo), TC_ACT_SHOT);
     // ...and allowed when nothing enforces ingress; the echo reply passes back.
-    dp.write(&pods_only());
-    assert_eq!(dp.run(Hook::FromPod, &echo(WEB)), TC_ACT_UNSPEC);
-    assert_eq!(dp.run(Hook::ToPod, &echo(WEB)), TC_ACT_UNSPEC);
-    let reply = Packet { source: API, destination: WEB, flags: 0, ..echo(WEB) };
+    dp.write(&compiled(""));
+    assert_eq!(dp.run(Hook::FromPod, &echo), TC_ACT_UNSPEC);
+    assert_eq!(dp.run(Hook::ToPod, &echo), TC_ACT_UNSPEC);
+    let reply = Packet { source: API, destination: WEB, flags: 0, ..echo };
     assert_eq!(dp.run(Hook::FromPod, &reply), TC_ACT_UNSPEC);
     assert_eq!(dp.run(Hook::ToPod, &reply), TC_ACT_UNSPEC);
 }
@@ -408,11 +413,8 @@ impl XorShift {
 /// random packets.
 #[test]
 fn the_datapath_decides_like_the_policy_engine() {
-    if !privileged() {
-        return;
-    }
-    let mut dp = Loaded::new();
-    let base = pods_only();
+    let Some(mut dp) = Loaded::new() else { return };
+    let base = compiled("");
     let identities: Vec<NumericIdentity> = base.endpoints.iter().map(|e| e.identity).collect();
     let mut rng = XorShift(0x5eed_cafe);
     let mut sport = 20_000u16;
@@ -447,10 +449,10 @@ fn the_datapath_decides_like_the_policy_engine() {
             let protocol = if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp };
             let port = 70 + rng.below(35) as u16;
             sport += 1;
-            let mut packet = Packet::tcp(source, sport, API, port, SYN);
-            packet.protocol = protocol.ip_proto();
             // Through the proxy, so a redirect entry counts as allowed here.
-            packet.mark = crate::proxy::mark::identity_mark(identity.0);
+            let packet =
+                Packet { protocol: protocol.ip_proto(), ..Packet::tcp(source, sport, API, port, SYN) }
+                    .via_proxy(identity);
             let lookup = expected_policy.ingress.lookup(identity, protocol, port);
             let want = if lookup.allowed() { TC_ACT_UNSPEC } else { TC_ACT_SHOT };
             assert_eq!(

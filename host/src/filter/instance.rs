@@ -8,6 +8,7 @@ use porin_sdk::abi::{self, ConnectionMeta, exports, imports};
 use porin_sdk::driver::Op;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc};
 
+use super::FailMode;
 use super::module::FilterModule;
 use super::registry::RegistryState;
 
@@ -20,7 +21,8 @@ const MAX_MESSAGE: usize = 64 << 10;
 /// Most records and log lines one call may emit.
 const MAX_RECORDS_PER_CALL: usize = 4096;
 
-/// Why a call into a filter failed. Every variant closes the connection.
+/// Why a call into a filter failed. Every variant closes the connection,
+/// unless the module fails open and [`CallError::is_failure`] says so.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("trapped: {0}")]
@@ -35,6 +37,18 @@ pub enum CallError {
     Refused(String),
     #[error("does not implement {0} filtering")]
     Unsupported(&'static str),
+}
+
+impl CallError {
+    /// True when the module broke down (trap, deadline, memory, ABI), as
+    /// opposed to refusing (a non-zero status is the guest's own answer) or
+    /// not implementing the kind of filtering asked for.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            CallError::Trap(_) | CallError::Deadline(_) | CallError::MemoryLimit(_) | CallError::Violation(_)
+        )
+    }
 }
 
 /// Per-instance host state, reachable from the imports.
@@ -214,6 +228,8 @@ pub struct FilterInstance {
     deadline_ticks: u64,
     call_deadline: std::time::Duration,
     memory_limit: usize,
+    /// What its connections do when a call fails.
+    pub(super) fail_mode: FailMode,
     /// Rule sets this instance holds, and the registry generation they match.
     rule_sets: HashMap<u32, Arc<str>>,
     synced_generation: u64,
@@ -229,10 +245,10 @@ impl std::fmt::Debug for FilterInstance {
 
 impl FilterInstance {
     pub(super) fn new(module: &FilterModule) -> Result<FilterInstance, CallError> {
-        let runtime = &module.runtime;
+        let (runtime, limits) = (&module.runtime, module.limits);
         let state = HostState {
             memory: None,
-            memory_limit: runtime.config.memory_limit,
+            memory_limit: limits.memory_limit,
             memory_exceeded: false,
             started: runtime.started,
             ops: Vec::new(),
@@ -245,9 +261,9 @@ impl FilterInstance {
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| state as &mut dyn ResourceLimiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(runtime.deadline_ticks);
+        store.set_epoch_deadline(module.deadline_ticks);
         let classify = |store: &Store<HostState>, err: wasmtime::Error| {
-            classify(store, err, runtime.config.call_deadline, runtime.config.memory_limit)
+            classify(store, err, limits.call_deadline, limits.memory_limit)
         };
         let instance = module.pre.instantiate(&mut store).map_err(|err| classify(&store, err))?;
         let memory = instance
@@ -299,9 +315,10 @@ impl FilterInstance {
             datagram,
             input: None,
             next_id: 1,
-            deadline_ticks: runtime.deadline_ticks,
-            call_deadline: runtime.config.call_deadline,
-            memory_limit: runtime.config.memory_limit,
+            deadline_ticks: module.deadline_ticks,
+            call_deadline: limits.call_deadline,
+            memory_limit: limits.memory_limit,
+            fail_mode: limits.fail_mode,
             rule_sets: HashMap::new(),
             synced_generation: 0,
             tainted: false,

@@ -2,18 +2,22 @@
 //! instance per module per worker thread, and drives connections through
 //! them with the ABI v1 semantics (`porin_sdk::driver`).
 //!
-//! * [`FilterRegistry`] (shared): compiled modules by name, and the L7 rule
-//!   sets the policy engine hands out. Rule sets are validated by the
-//!   module itself before they are accepted.
+//! * [`FilterRegistry`] (shared): compiled modules by name, each with its
+//!   own [`ModuleSettings`], and the L7 rule sets the policy engine hands
+//!   out. Rule sets are validated by the module itself before they are
+//!   used; one whose module is missing, failed to load or refuses it is
+//!   kept as unavailable, and its connections are refused.
 //! * [`WorkerFilters`] (one per thread): instances, rebuilt after a failure
 //!   with backoff. No lock is taken on the data path; instances notice rule
 //!   set changes through an atomic generation counter.
 //! * [`StreamSession`] / [`DatagramSession`]: one connection or flow.
 //!
 //! Sandbox: a memory cap per instance and a CPU deadline per call (epoch
-//! interruption). A trap, overrun or malformed op fails closed: that
-//! connection is closed with an ERROR record; the instance is replaced for
-//! new connections and nothing else is affected.
+//! interruption), per module. A trap, overrun or malformed op fails closed
+//! by default: that connection is closed with an ERROR record; the instance
+//! is replaced for new connections and nothing else is affected. A module
+//! loaded with [`FailMode::Open`] lets that connection carry on unfiltered
+//! instead, with a record saying so.
 
 mod builtin;
 mod instance;
@@ -26,8 +30,8 @@ use std::time::Duration;
 
 pub use builtin::BUILTIN_FILTERS;
 pub use instance::CallError;
-pub use module::{FilterModule, Kinds};
-pub use registry::FilterRegistry;
+pub use module::{FilterModule, Kinds, ModuleLimits};
+pub use registry::{FilterRegistry, ModuleStatus, RuleSetUnavailable};
 pub use session::{DatagramSession, DatagramVerdict, StreamSession, TraceEvent};
 pub use worker::WorkerFilters;
 
@@ -58,6 +62,35 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// What happens to a connection when its filter fails (a trap, the CPU
+/// deadline, the memory limit, an ABI violation) or its module is not
+/// loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailMode {
+    /// The connection is closed (the datagram dropped) with an ERROR record.
+    #[default]
+    Closed,
+    /// The connection carries on unfiltered for the rest of its life (a
+    /// datagram flow: its datagrams pass), with a record saying so. What
+    /// the filter denied before it failed stays denied.
+    Open,
+}
+
+/// Settings of one module, given when it is loaded; `None` takes the
+/// [`RuntimeConfig`] default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    /// Linear memory cap per instance, in bytes.
+    pub memory_limit: Option<usize>,
+    /// CPU time one call may take; at most [`MAX_CALL_DEADLINE`].
+    pub call_deadline: Option<Duration>,
+    pub fail_mode: FailMode,
+}
+
+/// The longest call deadline a module may have: a call holds its worker
+/// thread, and every connection the worker serves, for that long.
+pub const MAX_CALL_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Why a filter could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
@@ -65,8 +98,15 @@ pub enum FilterError {
     Invalid { name: String, message: String },
     #[error("filter `{name}` speaks ABI version {found}; this porin speaks version {expected}")]
     AbiVersion { name: String, found: i64, expected: u32 },
-    #[error("no filter named `{0}` is loaded")]
-    Missing(String),
+    #[error(
+        "filter module `{name}` is not loaded{}",
+        error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+    )]
+    NotLoaded {
+        name: String,
+        /// Why the last attempt to load it failed, if one did.
+        error: Option<String>,
+    },
     #[error("filter `{name}` is unavailable after repeated failures; retrying in {retry_in:?}")]
     Unavailable { name: String, retry_in: Duration },
     #[error("filter `{name}` rejected rule set {rule_set}: {message}")]
@@ -83,6 +123,19 @@ pub enum FilterError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl FilterError {
+    /// True when the module failed rather than decided: it is not loaded,
+    /// is backing off after failures, or a call failed. Only these may
+    /// fail open; a refusal or a rejected rule set never does.
+    pub(crate) fn is_module_failure(&self) -> bool {
+        match self {
+            FilterError::NotLoaded { .. } | FilterError::Unavailable { .. } => true,
+            FilterError::Call { source, .. } => source.is_failure(),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,14 +2,15 @@
 //! imports and ABI version, and pre-link it for fast instantiation.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use porin_sdk::abi::{self, exports, imports};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, ValType};
 
-use super::FilterError;
 use super::instance::{FilterInstance, HostState};
-use super::registry::Runtime;
+use super::registry::{Runtime, deadline_ticks};
+use super::{FailMode, FilterError, MAX_CALL_DEADLINE, ModuleSettings};
 
 /// Which kinds of filter a module implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +19,23 @@ pub struct Kinds {
     pub datagram: bool,
 }
 
+/// A module's [`ModuleSettings`] with the runtime's defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleLimits {
+    pub memory_limit: usize,
+    pub call_deadline: Duration,
+    pub fail_mode: FailMode,
+}
+
 /// A compiled, checked filter module.
 pub struct FilterModule {
     pub name: String,
     /// Hex SHA-256 of the module bytes.
     pub sha256: String,
     pub kinds: Kinds,
+    pub limits: ModuleLimits,
+    /// `limits.call_deadline` in epoch ticks.
+    pub(super) deadline_ticks: u64,
     pub(super) pre: InstancePre<HostState>,
     pub(super) runtime: Arc<Runtime>,
     /// An instance for checking rule sets (control plane only).
@@ -71,7 +83,23 @@ impl FilterModule {
         runtime: &Arc<Runtime>,
         name: &str,
         bytes: &[u8],
+        settings: &ModuleSettings,
     ) -> Result<FilterModule, FilterError> {
+        let limits = ModuleLimits {
+            memory_limit: settings.memory_limit.unwrap_or(runtime.config.memory_limit),
+            call_deadline: settings.call_deadline.unwrap_or(runtime.config.call_deadline),
+            fail_mode: settings.fail_mode,
+        };
+        if limits.call_deadline.is_zero() {
+            return Err(invalid(name, "the call deadline must be above zero"));
+        }
+        if limits.call_deadline > MAX_CALL_DEADLINE {
+            let message = format!(
+                "the call deadline {:?} is above the maximum of {MAX_CALL_DEADLINE:?}",
+                limits.call_deadline
+            );
+            return Err(invalid(name, message));
+        }
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let module = runtime
@@ -94,8 +122,18 @@ impl FilterModule {
             Some(ExternType::Func(f)) => matches_signature(&f, export),
             _ => false,
         };
-        if !matches!(module.get_export(exports::MEMORY), Some(ExternType::Memory(_))) {
+        let Some(ExternType::Memory(memory)) = module.get_export(exports::MEMORY) else {
             return Err(invalid(name, "does not export its memory as `memory`"));
+        };
+        // Caught here, not as a trap at the first connection.
+        let initial = memory.minimum().saturating_mul(memory.page_size());
+        if initial > limits.memory_limit as u64 {
+            let message = format!(
+                "declares {initial} bytes of initial memory, more than its memory limit of {} bytes; \
+                 raise the limit or shrink the module's initial memory",
+                limits.memory_limit
+            );
+            return Err(invalid(name, message));
         }
         for required in [exports::ABI_VERSION, exports::BUFFER, exports::RULES_SET, exports::RULES_REMOVE] {
             if !export_ok(required) {
@@ -125,6 +163,8 @@ impl FilterModule {
             name: name.to_string(),
             sha256,
             kinds,
+            limits,
+            deadline_ticks: deadline_ticks(limits.call_deadline),
             pre,
             runtime: runtime.clone(),
             validator: Mutex::new(None),

@@ -8,7 +8,7 @@ use porin_sdk::ConnectionMeta;
 use porin_sdk::driver::{Driver, DriverError, Op, Sink};
 
 use super::instance::{CallError, CallOutput, FilterInstance};
-use super::{FilterError, FilterRegistry};
+use super::{FailMode, FilterError, FilterRegistry};
 
 /// What a traced session saw, for `porin filter test`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,20 @@ fn error_record(filter: &str, message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The host's record of a connection that carries on unfiltered.
+fn failed_open_record(filter: &str, reason: &str) -> Vec<u8> {
+    let error = format!("filter `{filter}` failed open: {reason}");
+    serde_json::json!({ "type": "REQUEST", "verdict": "FORWARDED", "filter": filter, "error": error })
+        .to_string()
+        .into_bytes()
+}
+
+/// The filter of a session that failed open: everything passes.
+fn pass_all(_reply: bool, _end: bool, buffered: &[u8], ops: &mut Vec<Op>) -> Result<(), DriverError> {
+    ops.push(Op::Pass(buffered.len() as u64));
+    Ok(())
+}
+
 fn open(
     registry: &FilterRegistry,
     instance: &Rc<RefCell<FilterInstance>>,
@@ -57,11 +71,29 @@ fn open(
     Ok(opened.expect("set on success"))
 }
 
+/// A session's instance and its id there.
+struct Attached {
+    instance: Rc<RefCell<FilterInstance>>,
+    id: u32,
+}
+
+impl Attached {
+    /// Lets the filter free the connection, unless the instance failed.
+    fn close(self, datagram: bool) {
+        let mut instance = self.instance.borrow_mut();
+        if !instance.tainted {
+            instance.close(datagram, self.id).ok();
+        }
+    }
+}
+
 /// One TCP connection through a stream filter.
 pub struct StreamSession {
     registry: Arc<FilterRegistry>,
-    instance: Rc<RefCell<FilterInstance>>,
-    id: u32,
+    filter: String,
+    /// `None` once the session failed open: bytes pass unfiltered.
+    attached: Option<Attached>,
+    fail_mode: FailMode,
     driver: Driver,
     records: Vec<Vec<u8>>,
     trace: Option<Vec<TraceEvent>>,
@@ -70,7 +102,10 @@ pub struct StreamSession {
 
 impl std::fmt::Debug for StreamSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamSession").field("id", &self.id).field("failed", &self.failed).finish()
+        f.debug_struct("StreamSession")
+            .field("id", &self.attached.as_ref().map(|a| a.id))
+            .field("failed", &self.failed)
+            .finish()
     }
 }
 
@@ -81,8 +116,41 @@ impl StreamSession {
         meta: &ConnectionMeta,
     ) -> Result<StreamSession, FilterError> {
         let id = open(&registry, &instance, false, meta)?;
+        let (filter, fail_mode) = {
+            let instance = instance.borrow();
+            (instance.name().to_string(), instance.fail_mode)
+        };
         let driver = Driver::new(registry.config().max_buffer);
-        Ok(StreamSession { registry, instance, id, driver, records: Vec::new(), trace: None, failed: None })
+        Ok(StreamSession {
+            registry,
+            filter,
+            attached: Some(Attached { instance, id }),
+            fail_mode,
+            driver,
+            records: Vec::new(),
+            trace: None,
+            failed: None,
+        })
+    }
+
+    /// A session that passes everything, because `filter` failed before
+    /// the connection could open and its module fails open.
+    pub(super) fn failed_open(
+        registry: Arc<FilterRegistry>,
+        filter: &str,
+        error: &FilterError,
+    ) -> StreamSession {
+        let driver = Driver::new(registry.config().max_buffer);
+        StreamSession {
+            registry,
+            filter: filter.to_string(),
+            attached: None,
+            fail_mode: FailMode::Open,
+            driver,
+            records: vec![failed_open_record(filter, &error.to_string())],
+            trace: None,
+            failed: None,
+        }
     }
 
     /// Records every call and op from now on.
@@ -96,7 +164,8 @@ impl StreamSession {
 
     /// Feeds bytes from the source (`reply == false`) or the destination.
     /// An error means the connection must be closed; an ERROR record was
-    /// added.
+    /// added. When the module fails and fails open, the bytes it had not
+    /// decided on pass, and so does everything after them.
     pub fn data<S: Sink>(
         &mut self,
         reply: bool,
@@ -107,11 +176,19 @@ impl StreamSession {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let (registry, instance, id) = (&self.registry, &self.instance, self.id);
+        let Some(Attached { instance, id }) = &self.attached else {
+            return self.driver.data(reply, data, end, &mut pass_all, sink);
+        };
+        let (registry, id) = (&self.registry, *id);
         let (records, trace) = (&mut self.records, &mut self.trace);
+        let mut failure = None;
         let mut filter = |reply: bool, end: bool, buffered: &[u8], ops: &mut Vec<Op>| {
-            let out = call(registry, instance, |i| i.data(false, id, reply, end, buffered))
-                .map_err(|err| DriverError::Call(err.to_string()))?;
+            let out =
+                call(registry, instance, |i| i.data(false, id, reply, end, buffered)).map_err(|err| {
+                    let driver_error = DriverError::Call(err.to_string());
+                    failure = Some(err);
+                    driver_error
+                })?;
             if let Some(trace) = trace.as_mut() {
                 trace.push(TraceEvent::Call { reply, end, len: buffered.len() });
                 trace.extend(out.ops.iter().map(|op| TraceEvent::Op { reply, op: op.clone() }));
@@ -120,13 +197,29 @@ impl StreamSession {
             records.extend(out.records);
             Ok(())
         };
-        let result = self.driver.data(reply, data, end, &mut filter, sink);
-        if let Err(err) = &result {
-            let name = self.instance.borrow().name().to_string();
-            self.records.push(error_record(&name, &err.to_string()));
-            self.failed = Some(err.clone());
+        let Err(err) = self.driver.data(reply, data, end, &mut filter, sink) else { return Ok(()) };
+        // An ERROR op is the filter's decision. A buffer overrun is the peer
+        // sending more than the host holds: failing open there would let
+        // any peer skip the filter. Making no progress breaks the ABI.
+        let module_failure = match &err {
+            DriverError::Call(_) => failure.as_ref().is_some_and(CallError::is_failure),
+            DriverError::NoProgress => true,
+            DriverError::Filter { .. } | DriverError::BufferLimit(_) => false,
+        };
+        if module_failure && self.fail_mode == FailMode::Open {
+            let reason = failure.map_or_else(|| err.to_string(), |failure| failure.to_string());
+            self.records.push(failed_open_record(&self.filter, &reason));
+            self.attached.take().expect("attached").close(false);
+            // What the filter had not decided on passes now (a side still
+            // waiting for the MORE it asked for passes once that arrives).
+            for side in [reply, !reply] {
+                self.driver.data(side, &[], false, &mut pass_all, sink)?;
+            }
+            return Ok(());
         }
-        result
+        self.records.push(error_record(&self.filter, &err.to_string()));
+        self.failed = Some(err.clone());
+        Err(err)
     }
 
     /// The destination could not be reached: the filter may answer the
@@ -135,19 +228,18 @@ impl StreamSession {
         if self.failed.is_some() {
             return;
         }
-        let id = self.id;
-        match call(&self.registry, &self.instance, |i| i.upstream_failed(id)) {
-            Ok(out) => {
-                self.records.extend(out.records);
-                for op in out.ops {
-                    if let Op::Inject { reply: false, data } = op {
-                        sink.send(true, &data);
+        if let Some(Attached { instance, id }) = &self.attached {
+            let id = *id;
+            match call(&self.registry, instance, |i| i.upstream_failed(id)) {
+                Ok(out) => {
+                    self.records.extend(out.records);
+                    for op in out.ops {
+                        if let Op::Inject { reply: false, data } = op {
+                            sink.send(true, &data);
+                        }
                     }
                 }
-            }
-            Err(err) => {
-                let name = self.instance.borrow().name().to_string();
-                self.records.push(error_record(&name, &err.to_string()));
+                Err(err) => self.records.push(error_record(&self.filter, &err.to_string())),
             }
         }
         self.failed = Some(DriverError::Call("upstream unavailable".into()));
@@ -171,9 +263,8 @@ impl StreamSession {
 
 impl Drop for StreamSession {
     fn drop(&mut self) {
-        let mut instance = self.instance.borrow_mut();
-        if !instance.tainted {
-            instance.close(false, self.id).ok();
+        if let Some(attached) = self.attached.take() {
+            attached.close(false);
         }
     }
 }
@@ -181,14 +272,16 @@ impl Drop for StreamSession {
 /// One UDP flow through a datagram filter.
 pub struct DatagramSession {
     registry: Arc<FilterRegistry>,
-    instance: Rc<RefCell<FilterInstance>>,
-    id: u32,
+    filter: String,
+    /// `None` once the flow failed open: its datagrams pass.
+    attached: Option<Attached>,
+    fail_mode: FailMode,
     records: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for DatagramSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatagramSession").field("id", &self.id).finish()
+        f.debug_struct("DatagramSession").field("id", &self.attached.as_ref().map(|a| a.id)).finish()
     }
 }
 
@@ -208,13 +301,37 @@ impl DatagramSession {
         meta: &ConnectionMeta,
     ) -> Result<DatagramSession, FilterError> {
         let id = open(&registry, &instance, true, meta)?;
-        Ok(DatagramSession { registry, instance, id, records: Vec::new() })
+        let (filter, fail_mode) = {
+            let instance = instance.borrow();
+            (instance.name().to_string(), instance.fail_mode)
+        };
+        let attached = Some(Attached { instance, id });
+        Ok(DatagramSession { registry, filter, attached, fail_mode, records: Vec::new() })
     }
 
-    /// Decides one datagram. A failing filter drops it (fail closed) and
-    /// adds an ERROR record.
+    /// A flow whose datagrams all pass, because `filter` failed before it
+    /// could open and its module fails open.
+    pub(super) fn failed_open(
+        registry: Arc<FilterRegistry>,
+        filter: &str,
+        error: &FilterError,
+    ) -> DatagramSession {
+        DatagramSession {
+            registry,
+            filter: filter.to_string(),
+            attached: None,
+            fail_mode: FailMode::Open,
+            records: vec![failed_open_record(filter, &error.to_string())],
+        }
+    }
+
+    /// Decides one datagram. A failing filter drops it and adds an ERROR
+    /// record; if its module fails open, this datagram and the rest of
+    /// the flow pass instead.
     pub fn datagram(&mut self, reply: bool, data: &[u8]) -> DatagramVerdict {
-        let out = call(&self.registry, &self.instance, |i| i.data(true, self.id, reply, false, data));
+        let Some(Attached { instance, id }) = &self.attached else { return DatagramVerdict::Pass };
+        let out = call(&self.registry, instance, |i| i.data(true, *id, reply, false, data));
+        // Err: (what went wrong, whether the module broke down).
         let verdict = match out {
             Ok(out) => {
                 self.records.extend(out.records);
@@ -226,16 +343,25 @@ impl DatagramSession {
                     (porin_sdk::abi::datagram::PASS, _) => Ok(DatagramVerdict::Pass),
                     (porin_sdk::abi::datagram::DROP, _) => Ok(DatagramVerdict::Drop),
                     (porin_sdk::abi::datagram::REPLY, Some(bytes)) => Ok(DatagramVerdict::Reply(bytes)),
-                    (code, _) => Err(format!("returned datagram verdict {code} (without reply bytes?)")),
+                    (code, _) => {
+                        Err((format!("returned datagram verdict {code} (without reply bytes?)"), true))
+                    }
                 }
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err((err.to_string(), err.is_failure())),
         };
-        verdict.unwrap_or_else(|message| {
-            let name = self.instance.borrow().name().to_string();
-            self.records.push(error_record(&name, &message));
-            DatagramVerdict::Drop
-        })
+        match verdict {
+            Ok(verdict) => verdict,
+            Err((message, true)) if self.fail_mode == FailMode::Open => {
+                self.records.push(failed_open_record(&self.filter, &message));
+                self.attached.take().expect("attached").close(true);
+                DatagramVerdict::Pass
+            }
+            Err((message, _)) => {
+                self.records.push(error_record(&self.filter, &message));
+                DatagramVerdict::Drop
+            }
+        }
     }
 
     pub fn take_records(&mut self) -> Vec<Vec<u8>> {
@@ -245,9 +371,8 @@ impl DatagramSession {
 
 impl Drop for DatagramSession {
     fn drop(&mut self) {
-        let mut instance = self.instance.borrow_mut();
-        if !instance.tainted {
-            instance.close(true, self.id).ok();
+        if let Some(attached) = self.attached.take() {
+            attached.close(true);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! ABI conformance of the runtime, with hand-written hostile modules: each
 //! must fail closed (connection closed, ERROR record) without harming the
-//! runtime or other connections.
+//! runtime or other connections; per-module limits and fail mode; rule
+//! sets whose module is missing, failed or refuses them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +54,17 @@ fn config() -> RuntimeConfig {
 }
 
 fn registry_with(wat: &str) -> Arc<FilterRegistry> {
+    registry_with_settings(wat, &ModuleSettings::default())
+}
+
+fn registry_with_settings(wat: &str, settings: &ModuleSettings) -> Arc<FilterRegistry> {
     let registry = Arc::new(FilterRegistry::new(config()));
-    registry.load("test", &wat::parse_str(wat).expect("valid WAT")).expect("module loads");
+    registry.load_with("test", &wat::parse_str(wat).expect("valid WAT"), settings).expect("module loads");
     registry
 }
+
+const FAIL_OPEN: ModuleSettings =
+    ModuleSettings { memory_limit: None, call_deadline: None, fail_mode: FailMode::Open };
 
 fn load_error(wat: &str) -> FilterError {
     FilterRegistry::new(config()).load("test", &wat::parse_str(wat).expect("valid WAT")).unwrap_err()
@@ -212,7 +220,7 @@ fn rule_sets_are_checked_by_the_module_and_bad_ones_change_nothing() {
     let err = registry.set_rule_set(porin_sdk::RuleSetId(1), "test", "!bad").unwrap_err();
     assert_eq!(err.to_string(), "filter `test` rejected rule set 1: no such rules");
     let missing = registry.set_rule_set(porin_sdk::RuleSetId(2), "nope", "{}").unwrap_err();
-    assert_eq!(missing.to_string(), "no filter named `nope` is loaded");
+    assert_eq!(missing.to_string(), "filter module `nope` is not loaded");
 }
 
 #[test]
@@ -228,4 +236,269 @@ fn replacing_a_module_keeps_open_connections_on_the_old_one() {
     old.data(false, b"old", false, &mut old_wire).unwrap();
     new.data(false, b"new", false, &mut new_wire).unwrap();
     assert_eq!((old_wire.upstream.as_slice(), new_wire.upstream.as_slice()), (&b"old"[..], &b""[..]));
+}
+
+/// Grows memory by 1 MiB on every call, trapping when it cannot.
+const GROW_1MIB: &str = "(if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))";
+
+#[test]
+fn each_module_has_its_own_memory_limit() {
+    let body = format!("{GROW_1MIB} {PASS_ALL}");
+    let (result, _, wire) = run(&registry_with(&module(&body)), b"hello");
+    result.unwrap();
+    assert_eq!(wire.upstream, b"hello", "within the runtime's 4 MiB default");
+    let capped = ModuleSettings { memory_limit: Some(512 << 10), ..ModuleSettings::default() };
+    let registry = registry_with_settings(&module(&body), &capped);
+    assert_eq!(registry.module("test").unwrap().limits.memory_limit, 512 << 10);
+    let (result, records, wire) = run(&registry, b"hello");
+    assert_eq!(result, Err(DriverError::Call("hit its 524288-byte memory limit".into())));
+    assert!(wire.upstream.is_empty());
+    assert_eq!(records.last().unwrap()["verdict"], "ERROR");
+}
+
+#[test]
+fn each_module_has_its_own_call_deadline() {
+    let quick =
+        ModuleSettings { call_deadline: Some(Duration::from_millis(20)), ..ModuleSettings::default() };
+    let registry = registry_with_settings(&module("(loop $l (br $l)) (i32.const 0)"), &quick);
+    let started = std::time::Instant::now();
+    let (result, ..) = run(&registry, b"spin");
+    assert_eq!(result, Err(DriverError::Call("ran past its 20ms CPU deadline".into())));
+    // The runtime's default here is 500 ms.
+    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+}
+
+#[test]
+fn settings_a_module_cannot_run_with_are_refused_at_load() {
+    let load = |settings: ModuleSettings| {
+        FilterRegistry::new(config())
+            .load_with("test", &wat::parse_str(module(PASS_ALL)).unwrap(), &settings)
+            .unwrap_err()
+            .to_string()
+    };
+    // The module declares 2 pages (128 KiB) of memory.
+    assert_eq!(
+        load(ModuleSettings { memory_limit: Some(64 << 10), ..ModuleSettings::default() }),
+        "filter `test`: declares 131072 bytes of initial memory, more than its memory limit of 65536 bytes; \
+         raise the limit or shrink the module's initial memory"
+    );
+    assert_eq!(
+        load(ModuleSettings { call_deadline: Some(Duration::ZERO), ..ModuleSettings::default() }),
+        "filter `test`: the call deadline must be above zero"
+    );
+    assert_eq!(
+        load(ModuleSettings { call_deadline: Some(Duration::from_secs(60)), ..ModuleSettings::default() }),
+        "filter `test`: the call deadline 60s is above the maximum of 10s"
+    );
+}
+
+/// Requests: DROP 100 bytes when they start with 'D', else PASS. Replies:
+/// trap when they start with 'X', else PASS.
+fn drop_or_trap() -> String {
+    let request = "(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 68)) \
+        (then (call $op (i32.const 3) (i64.const 100) (i32.const 0) (i32.const 0)) (return (i32.const 0))))";
+    let reply = "(if (i32.and (local.get $flags) (i32.const 1)) \
+        (then (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))))";
+    module(&format!("{request} {reply} {PASS_ALL}"))
+}
+
+#[test]
+fn failing_open_passes_the_rest_of_the_connection_but_not_what_was_denied() {
+    let registry = registry_with_settings(&drop_or_trap(), &FAIL_OPEN);
+    let mut worker = WorkerFilters::new(registry.clone());
+    let mut session = worker.open_stream("test", &test_meta()).unwrap();
+    let mut wire = Wire::default();
+    // Denied: the filter drops this request and the 95 bytes still to come.
+    session.data(false, b"Ddddd", false, &mut wire).unwrap();
+    session.data(true, b"X marks a trap", false, &mut wire).unwrap();
+    let records: Vec<serde_json::Value> =
+        session.take_records().iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["verdict"], "FORWARDED");
+    let note = records[0]["error"].as_str().unwrap();
+    assert!(
+        note.starts_with("filter `test` failed open: trapped: ") && note.contains("unreachable"),
+        "{note}"
+    );
+    assert_eq!(wire.downstream, b"X marks a trap", "the reply the filter failed on passes");
+    session.data(false, &[b'd'; 95], false, &mut wire).unwrap();
+    assert!(wire.upstream.is_empty(), "the denied request stays dropped");
+    session.data(false, b"Denied? no filter", false, &mut wire).unwrap();
+    session.data(true, b"X again", true, &mut wire).unwrap();
+    assert_eq!(wire.upstream, b"Denied? no filter", "unfiltered from now on");
+    assert_eq!(wire.downstream, b"X marks a trapX again");
+    assert!(session.take_records().is_empty());
+
+    // Failing closed (the default), the same trap ends the connection.
+    let registry = registry_with(&drop_or_trap());
+    let mut worker = WorkerFilters::new(registry.clone());
+    let mut session = worker.open_stream("test", &test_meta()).unwrap();
+    let mut wire = Wire::default();
+    assert!(session.data(true, b"X", false, &mut wire).is_err());
+    assert!(session.data(false, b"hello", false, &mut wire).is_err());
+    assert!(wire.upstream.is_empty() && wire.downstream.is_empty());
+}
+
+#[test]
+fn decisions_of_the_filter_never_fail_open() {
+    // An ERROR op and a refusing status are the filter's answers, not failures.
+    for body in [
+        "(call $op (i32.const 5) (i64.const 1) (i32.const 16) (i32.const 13)) (i32.const 0)",
+        "(call $error (i32.const 16) (i32.const 13)) (i32.const 1)",
+    ] {
+        let registry = registry_with_settings(&module(body), &FAIL_OPEN);
+        let (result, records, wire) = run(&registry, b"hello");
+        assert!(result.is_err(), "{body}");
+        assert!(wire.upstream.is_empty());
+        assert_eq!(records.last().unwrap()["verdict"], "ERROR");
+    }
+}
+
+/// A datagram filter: passes datagrams, traps on one starting with 'X'.
+const DATAGRAMS: &str = r#"(module
+  (memory (export "memory") 2)
+  (func (export "porin_abi_version") (result i32) (i32.const 1))
+  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_rules_remove") (param i32))
+  (func (export "porin_datagram_open") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_datagram") (param i32 i32 i32) (result i32)
+    (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))
+    (i32.const 0))
+  (func (export "porin_datagram_close") (param i32)))"#;
+
+#[test]
+fn a_datagram_flow_that_fails_open_passes_from_then_on() {
+    for (settings, after_trap) in
+        [(FAIL_OPEN, DatagramVerdict::Pass), (ModuleSettings::default(), DatagramVerdict::Drop)]
+    {
+        let registry = registry_with_settings(DATAGRAMS, &settings);
+        let mut worker = WorkerFilters::new(registry.clone());
+        let mut flow = worker.open_datagram("test", &test_meta()).unwrap();
+        assert_eq!(flow.datagram(false, b"fine"), DatagramVerdict::Pass);
+        assert_eq!(flow.datagram(false, b"X"), after_trap);
+        let records = flow.take_records();
+        let record: serde_json::Value = serde_json::from_slice(&records[0]).unwrap();
+        let expected = if after_trap == DatagramVerdict::Pass { "FORWARDED" } else { "ERROR" };
+        assert_eq!(record["verdict"], expected, "{record}");
+        if after_trap == DatagramVerdict::Pass {
+            assert_eq!(flow.datagram(true, b"X reply"), DatagramVerdict::Pass);
+            assert!(flow.take_records().is_empty(), "said once");
+        }
+    }
+}
+
+const RULES: porin_sdk::RuleSetId = porin_sdk::RuleSetId(porin_sdk::testing::TEST_RULE_SET);
+
+fn meta_for(rule_set: u32) -> porin_sdk::ConnectionMeta {
+    porin_sdk::ConnectionMeta { rule_set, ..test_meta() }
+}
+
+#[test]
+fn a_rule_set_waits_unavailable_for_its_module_and_activates_when_it_loads() {
+    let registry = Arc::new(FilterRegistry::new(config()));
+    let mut worker = WorkerFilters::new(registry.clone());
+    let pending = registry.install_rule_set(RULES, "test", "{}").expect("no module yet");
+    assert_eq!(
+        (pending.reason.as_str(), pending.fail_mode),
+        ("filter module `test` is not loaded", FailMode::Closed)
+    );
+    assert_eq!(
+        pending.to_string(),
+        format!(
+            "rule set {} of filter `test` is unavailable, its connections are refused: filter module `test` is not loaded",
+            RULES.0
+        )
+    );
+    let refused = registry.install_rule_set(porin_sdk::RuleSetId(2), "test", "!bad").unwrap();
+    assert_eq!(refused.reason, "filter module `test` is not loaded");
+    let err = worker.open_stream("test", &test_meta()).unwrap_err();
+    assert_eq!(err.to_string(), "filter module `test` is not loaded");
+
+    // Why it is not loaded shows in the reason and the status.
+    registry.set_module_error("test", &ModuleSettings::default(), "sha256 mismatch");
+    let err = worker.open_stream("test", &test_meta()).unwrap_err();
+    assert_eq!(err.to_string(), "filter module `test` is not loaded: sha256 mismatch");
+    assert_eq!(
+        registry.module_status("test"),
+        ModuleStatus { loaded: false, sha256: None, error: Some("sha256 mismatch".into()) }
+    );
+    let garbage = registry.load("test", b"\0asm nonsense").unwrap_err().to_string();
+    assert_eq!(registry.module_status("test").error.as_deref(), Some(garbage.as_str()));
+
+    // Loaded: the pending rule set it accepts filters; the one it refuses
+    // stays unavailable with its message.
+    let module = registry.load("test", &wat::parse_str(module(PASS_ALL)).unwrap()).unwrap();
+    let status = registry.module_status("test");
+    assert_eq!(status, ModuleStatus { loaded: true, sha256: Some(module.sha256.clone()), error: None });
+    assert_eq!(registry.install_rule_set(RULES, "test", "{}"), None);
+    let mut session = worker.open_stream("test", &test_meta()).unwrap();
+    let mut wire = Wire::default();
+    session.data(false, b"hello", false, &mut wire).unwrap();
+    assert_eq!(wire.upstream, b"hello");
+    let err = worker.open_stream("test", &meta_for(2)).unwrap_err();
+    assert_eq!(err.to_string(), "filter `test` rejected rule set 2: no such rules");
+    let still = registry.install_rule_set(porin_sdk::RuleSetId(2), "test", "!bad").unwrap();
+    assert_eq!(still.reason, "filter `test` rejected rule set 2: no such rules");
+}
+
+#[test]
+fn a_module_that_fails_open_lets_its_rule_sets_pass_while_it_is_not_loaded() {
+    let registry = Arc::new(FilterRegistry::new(config()));
+    registry.set_module_error("test", &FAIL_OPEN, "fetch failed: 404");
+    let unavailable = registry.install_rule_set(RULES, "test", "{}").unwrap();
+    assert_eq!(unavailable.fail_mode, FailMode::Open);
+    let mut worker = WorkerFilters::new(registry.clone());
+    let mut session = worker.open_stream("test", &test_meta()).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&session.take_records()[0]).unwrap();
+    assert_eq!(record["verdict"], "FORWARDED");
+    assert_eq!(
+        record["error"],
+        "filter `test` failed open: filter module `test` is not loaded: fetch failed: 404"
+    );
+    let mut wire = Wire::default();
+    session.data(false, b"unfiltered", true, &mut wire).unwrap();
+    assert_eq!(wire.upstream, b"unfiltered");
+    // Refused rules are a policy problem: denied whatever the fail mode.
+    registry.load_with("test", &wat::parse_str(module(PASS_ALL)).unwrap(), &FAIL_OPEN).unwrap();
+    registry.install_rule_set(porin_sdk::RuleSetId(2), "test", "!bad").unwrap();
+    assert!(worker.open_stream("test", &meta_for(2)).is_err());
+}
+
+#[test]
+fn unloading_a_module_makes_its_rule_sets_unavailable() {
+    let registry = registry_with(&module(PASS_ALL));
+    assert_eq!(registry.install_rule_set(RULES, "test", "{}"), None);
+    let mut worker = WorkerFilters::new(registry.clone());
+    let mut open = worker.open_stream("test", &test_meta()).unwrap();
+    assert!(registry.unload("test"));
+    assert_eq!(registry.module_status("test"), ModuleStatus::default());
+    let err = worker.open_stream("test", &test_meta()).unwrap_err();
+    assert_eq!(err.to_string(), "filter module `test` is not loaded");
+    let unavailable = registry.install_rule_set(RULES, "test", "{}").unwrap();
+    assert_eq!(unavailable.reason, "filter module `test` is not loaded");
+    // An open connection keeps its instance (which now holds no rule set,
+    // so a real filter denies its next request).
+    let mut wire = Wire::default();
+    open.data(false, b"x", false, &mut wire).unwrap();
+    assert_eq!(wire.upstream, b"x");
+}
+
+#[test]
+fn a_new_version_that_refuses_rules_in_force_is_not_loaded() {
+    let registry = registry_with(&module(PASS_ALL));
+    registry.install_rule_set(RULES, "test", "!x").unwrap_or_else(|| panic!("refused by the module"));
+    assert_eq!(registry.install_rule_set(porin_sdk::RuleSetId(3), "test", "{}"), None);
+    let old = registry.module("test").unwrap();
+    // The new version refuses everything.
+    let strict = module(PASS_ALL)
+        .replace("(if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 33))", "(if (i32.const 1)");
+    let err = registry.load("test", &wat::parse_str(&strict).unwrap()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "filter `test`: the new version refuses rule set 3, which the loaded version enforces (no such rules); the loaded version stays"
+    );
+    assert!(Arc::ptr_eq(&registry.module("test").unwrap(), &old));
+    let status = registry.module_status("test");
+    assert!(status.loaded && status.error.as_deref() == Some(err.as_str()), "{status:?}");
 }

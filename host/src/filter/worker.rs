@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use porin_sdk::ConnectionMeta;
 
 use super::instance::FilterInstance;
+use super::registry::Admission;
 use super::session::{DatagramSession, StreamSession};
-use super::{FilterError, FilterModule, FilterRegistry};
+use super::{FailMode, FilterError, FilterModule, FilterRegistry};
 
 /// Failures further apart than this start the backoff over.
 const FAILURE_MEMORY: Duration = Duration::from_secs(60);
@@ -22,6 +23,10 @@ struct Slot {
     failures: u32,
     last_failure: Option<Instant>,
 }
+
+/// How a session of one kind opens on an instance.
+type OpenSession<S> =
+    fn(Arc<FilterRegistry>, Rc<RefCell<FilterInstance>>, &ConnectionMeta) -> Result<S, FilterError>;
 
 /// The filter instances of one worker thread.
 pub struct WorkerFilters {
@@ -44,10 +49,34 @@ impl WorkerFilters {
         &self.registry
     }
 
-    /// The instance new connections of `filter` use: the current one, or a
-    /// fresh one when the module changed or the current one failed.
-    fn instance(&mut self, filter: &str) -> Result<Rc<RefCell<FilterInstance>>, FilterError> {
-        let module = self.registry.module(filter).ok_or_else(|| FilterError::Missing(filter.to_string()))?;
+    /// The instance a new connection of `rule_set` through `filter` uses:
+    /// the current one, or a fresh one when the module changed or the
+    /// current one failed; with the fail mode that applies if there is none.
+    fn instance(
+        &mut self,
+        filter: &str,
+        rule_set: u32,
+    ) -> (FailMode, Result<Rc<RefCell<FilterInstance>>, FilterError>) {
+        let admission = self.registry.read().admission(filter, rule_set);
+        let module = match admission {
+            Admission::Filter(module) => module,
+            Admission::Unavailable { error, fail_mode } => {
+                if matches!(error, FilterError::NotLoaded { .. }) {
+                    // Unloaded: its last instance serves only the connections holding it.
+                    self.slots.remove(filter);
+                }
+                return (fail_mode, Err(error));
+            }
+        };
+        let fail_mode = module.limits.fail_mode;
+        (fail_mode, self.instance_of(filter, module))
+    }
+
+    fn instance_of(
+        &mut self,
+        filter: &str,
+        module: Arc<FilterModule>,
+    ) -> Result<Rc<RefCell<FilterInstance>>, FilterError> {
         let config = self.registry.config().clone();
         let slot = self.slots.entry(filter.to_string()).or_default();
         if let Some((current, instance)) = &slot.instance {
@@ -79,10 +108,27 @@ impl WorkerFilters {
         Ok(instance)
     }
 
+    /// Opens a session with `open`; when the module fails (or is not
+    /// loaded) and fails open, returns one that passes everything instead.
+    fn open<S>(
+        &mut self,
+        filter: &str,
+        meta: &ConnectionMeta,
+        open: OpenSession<S>,
+        failed_open: fn(Arc<FilterRegistry>, &str, &FilterError) -> S,
+    ) -> Result<S, FilterError> {
+        let (fail_mode, instance) = self.instance(filter, meta.rule_set);
+        match instance.and_then(|instance| open(self.registry.clone(), instance, meta)) {
+            Err(err) if fail_mode == FailMode::Open && err.is_module_failure() => {
+                Ok(failed_open(self.registry.clone(), filter, &err))
+            }
+            opened => opened,
+        }
+    }
+
     /// Opens a connection through stream filter `filter`.
     pub fn open_stream(&mut self, filter: &str, meta: &ConnectionMeta) -> Result<StreamSession, FilterError> {
-        let instance = self.instance(filter)?;
-        StreamSession::open(self.registry.clone(), instance, meta)
+        self.open(filter, meta, StreamSession::open, StreamSession::failed_open)
     }
 
     /// Opens a datagram flow through filter `filter`.
@@ -91,7 +137,6 @@ impl WorkerFilters {
         filter: &str,
         meta: &ConnectionMeta,
     ) -> Result<DatagramSession, FilterError> {
-        let instance = self.instance(filter)?;
-        DatagramSession::open(self.registry.clone(), instance, meta)
+        self.open(filter, meta, DatagramSession::open, DatagramSession::failed_open)
     }
 }

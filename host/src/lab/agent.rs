@@ -1,8 +1,11 @@
 //! The lab's porin agent: started detached in the node namespace, then told
 //! to re-read the manifests with SIGHUP. Its log says when it is ready
-//! (`datapath ready`) and the outcome of every re-read: `policy revision N`
-//! or `update failed, the policy in force stays: REASON`.
+//! (`datapath ready`) and why an update failed (`update failed, the policy
+//! in force stays: REASON`); its API's `/v1/status` gives the revision in
+//! force, which every applied update raises.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,7 +15,6 @@ use super::netns::Node;
 use super::process::{signal, spawn_detached, wait_ready};
 
 const READY: &str = "datapath ready";
-const APPLIED: &str = "policy revision";
 const FAILED: &str = "update failed";
 
 /// Loading the programs and applying a policy can take a while on a busy machine.
@@ -23,6 +25,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 pub(super) struct AgentPaths<'a> {
     pub(super) manifests: &'a Path,
     pub(super) pin_dir: &'a Path,
+    /// Where the socket programs translate Services.
+    pub(super) cgroup: &'a Path,
     /// Its HTTP API's unix socket.
     pub(super) api: &'a Path,
     /// Its stderr.
@@ -39,6 +43,7 @@ pub(super) fn start(node: &Node, paths: AgentPaths<'_>) -> anyhow::Result<u32> {
     let porin = std::env::current_exe().context("finding the porin binary")?;
     let mut command = node.command(porin);
     command.args(["agent", "--log-flows", "-f"]).arg(paths.manifests).arg("--pin-dir").arg(paths.pin_dir);
+    command.arg("--cgroup-root").arg(paths.cgroup);
     // A socket of its own: agents of other labs (and the machine's) run too.
     command.arg("--api").arg(format!("unix:{}", paths.api.display()));
     command.arg("--filters-dir").arg(paths.filters);
@@ -51,18 +56,38 @@ pub(super) fn start(node: &Node, paths: AgentPaths<'_>) -> anyhow::Result<u32> {
 }
 
 /// Makes the agent `pid` re-read its manifests and waits for the outcome;
-/// an error carries the agent's reason when it refused the update.
-pub(super) fn reload(pid: u32, log: &Path) -> anyhow::Result<()> {
+/// an error carries the agent's reason when it refused the update. Done
+/// means the revision in force moved past the one before the signal: the
+/// re-read raises it even when the agent's file watcher applied the change
+/// first (counting `policy revision` log lines mistook the watcher's
+/// update for the re-read's).
+pub(super) fn reload(pid: u32, api: &Path, log: &Path) -> anyhow::Result<()> {
     let count = |needle: &str| read(log).lines().filter(|line| line.contains(needle)).count();
-    let (applied, failed) = (count(APPLIED), count(FAILED));
+    let (before, failed) = (revision(api)?, count(FAILED));
     signal(pid, "HUP")?;
-    wait_ready("the porin agent", pid, log, LIMIT, || count(APPLIED) > applied || count(FAILED) > failed)?;
+    let applied = || revision(api).is_ok_and(|now| now > before);
+    wait_ready("the porin agent", pid, log, LIMIT, || applied() || count(FAILED) > failed)?;
     if count(FAILED) > failed {
         let text = read(log);
         let reason = text.lines().rev().find(|line| line.contains(FAILED)).unwrap_or_default();
         bail!("the agent did not apply the change: {reason}");
     }
     Ok(())
+}
+
+/// The revision in force, from `GET /v1/status` on the agent's socket (0
+/// before the first update).
+fn revision(api: &Path) -> anyhow::Result<u32> {
+    let mut stream =
+        UnixStream::connect(api).with_context(|| format!("connecting to the agent at {}", api.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /v1/status HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).context("reading the agent's status")?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let status: serde_json::Value =
+        serde_json::from_str(body).with_context(|| format!("the agent's status is not JSON: {response}"))?;
+    Ok(status["revision"].as_u64().unwrap_or(0) as u32)
 }
 
 fn read(log: &Path) -> String {

@@ -11,7 +11,7 @@ use super::netns::Node;
 use super::objects::{Document, Workload};
 use super::programs::{self, Program};
 use super::state::State;
-use super::{Lab, remove_netns};
+use super::{Lab, cluster_ip, remove_netns};
 use crate::diagnostic::{Location, Severity, has_errors};
 use crate::endpoint::Workloads;
 use crate::manifest::Manifests;
@@ -49,6 +49,9 @@ impl Lab {
             let file = workload.as_ref().map_or_else(|| document.file_name(), Workload::file_name);
             if store.remove(&file)? {
                 writeln!(out, "{} deleted", document.reference())?;
+                if let Some((key, _)) = document.service() {
+                    state.cluster_ips.remove(&key);
+                }
                 pods.extend(workload.map(|w| (w.namespace, w.name)));
             } else {
                 writeln!(err, "Error from server (NotFound): {} not found", document.reference())?;
@@ -77,12 +80,20 @@ impl Lab {
     ) -> anyhow::Result<()> {
         let store = self.store();
         for document in documents {
-            let (file, yaml) = match document.workload()? {
-                Some(workload) => {
+            let (file, yaml) = match (document.workload()?, document.service()) {
+                (Some(workload), _) => {
                     let ip = self.ensure_pod(node, state, &workload, out)?;
                     (workload.file_name(), workload.manifest(ip)?)
                 }
-                None => (document.file_name(), document.yaml()?),
+                (None, Some((key, requested))) => {
+                    let mut service = document.clone();
+                    if let Some(address) = cluster_ip::allocate(&mut state.cluster_ips, &key, requested)? {
+                        service.set_cluster_ip(address);
+                    }
+                    state.save(&self.state_path())?;
+                    (document.file_name(), service.yaml()?)
+                }
+                (None, None) => (document.file_name(), document.yaml()?),
             };
             let change = store.write(&file, &yaml)?;
             writeln!(out, "{} {change}", document.reference())?;

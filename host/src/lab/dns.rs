@@ -1,11 +1,12 @@
 //! The lab's names: the cluster DNS answers `<svc>.<ns>.svc.cluster.local`
-//! (and `<svc>.<ns>.svc`) for every Service with the addresses of the pods
-//! it selects, since there are no ClusterIPs yet; the world's DNS answers a
-//! few external names with the world's address; every pod's resolv.conf
-//! points at the cluster DNS with Kubernetes' search path.
+//! (and `<svc>.<ns>.svc`) for every Service with its ClusterIP, or for a
+//! headless one with the addresses of the pods it selects; the world's DNS
+//! answers a few external names with the world's address; every pod's
+//! resolv.conf points at the cluster DNS with Kubernetes' search path.
 
 use std::net::Ipv4Addr;
 
+use super::cluster_ip;
 use super::state::LabPod;
 use crate::manifest::workload::Service;
 
@@ -15,27 +16,33 @@ pub(super) const CLUSTER_DOMAIN: &str = "cluster.local";
 pub(super) const WORLD_NAMES: [&str; 5] =
     ["example.com", "www.example.com", "google.com", "www.google.com", "api.github.com"];
 
-/// The `kubernetes` Service every cluster has, at the ClusterIP kubeadm
-/// gives it. The lab runs no API server: the name resolves (as the article's
-/// `dig` expects) but nothing answers there.
-const KUBERNETES_SERVICE: &str = "10.96.0.1 kubernetes.default.svc.cluster.local kubernetes.default.svc\n";
-
-/// Hosts-file lines for the cluster DNS: `kubernetes.default`, then each
-/// Service's names, once per pod of its namespace that its selector matches.
+/// Hosts-file lines for the cluster DNS: `kubernetes.default` (the lab runs
+/// no API server: the name resolves, as the article's `dig` expects, but
+/// nothing answers there), then each Service's names with its ClusterIP,
+/// or for a headless Service once per pod of its namespace that its
+/// selector matches.
 pub(super) fn service_hosts(services: &[Service], pods: &[LabPod]) -> String {
-    let mut lines = String::from(KUBERNETES_SERVICE);
+    let kubernetes = "kubernetes.default.svc";
+    let mut lines = format!("{} {kubernetes}.{CLUSTER_DOMAIN} {kubernetes}\n", cluster_ip::KUBERNETES);
     for service in services {
         let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-        let selector = &service.spec.selector;
-        if selector.is_empty() {
-            continue; // Its endpoints are managed by hand; the lab has none.
-        }
-        let selected = pods.iter().filter(|pod| {
-            pod.namespace == namespace && selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
-        });
         let name = format!("{}.{namespace}.svc", service.metadata.name);
-        for pod in selected {
-            lines.push_str(&format!("{} {name}.{CLUSTER_DOMAIN} {name}\n", pod.attachment.ip));
+        let cluster_ip = service.spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        let selector = &service.spec.selector;
+        let addresses: Vec<Ipv4Addr> = match cluster_ip {
+            Some(address) => vec![address],
+            // Endpoints of a headless Service without selector are managed by hand; the lab has none.
+            None if selector.is_empty() => Vec::new(),
+            None => pods
+                .iter()
+                .filter(|pod| {
+                    pod.namespace == namespace && selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+                })
+                .map(|pod| pod.attachment.ip)
+                .collect(),
+        };
+        for address in addresses {
+            lines.push_str(&format!("{address} {name}.{CLUSTER_DOMAIN} {name}\n"));
         }
     }
     lines

@@ -10,7 +10,7 @@ use super::apply::{read_sources, validated};
 use super::netns::{self, Node};
 use super::objects::Document;
 use super::state::{Lock, State, World, create_dir, write_file};
-use super::{DEFAULT_APP, Lab, WORLD_IP, agent, dns, process, programs, remove_netns};
+use super::{DEFAULT_APP, Lab, WORLD_IP, agent, cgroup, dns, process, programs, remove_netns};
 
 impl Lab {
     /// Builds the lab from `files` (the default app when empty) and starts
@@ -47,8 +47,15 @@ impl Lab {
     fn build(&self, documents: &[Document], out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "creating node namespace {} (state in {})", self.name, self.dir.display())?;
         let node = Node::create(&self.name)?;
-        let mut state = State { node: self.name.clone(), agent: None, world: None, pods: Vec::new() };
+        let mut state = State {
+            node: self.name.clone(),
+            agent: None,
+            world: None,
+            pods: Vec::new(),
+            cluster_ips: Default::default(),
+        };
         state.save(&self.state_path())?;
+        cgroup::create(&self.cgroup())?;
         self.add_world(&node, &mut state, out)?;
         self.refresh_dns(&state)?;
         self.store_documents(&node, &mut state, documents, out)?;
@@ -64,9 +71,11 @@ impl Lab {
     fn start_agent(&self, node: &Node, state: &mut State, out: &mut dyn Write) -> anyhow::Result<()> {
         let (manifests, pin_dir, api) = (self.store().dir, self.pin_dir(), self.api_socket());
         let (log, flows, filters) = (self.agent_log(), self.flows(), self.dir.join("filters"));
+        let cgroup = self.cgroup();
         let paths = agent::AgentPaths {
             manifests: &manifests,
             pin_dir: &pin_dir,
+            cgroup: &cgroup,
             api: &api,
             log: &log,
             flows: &flows,
@@ -150,6 +159,13 @@ impl Lab {
         for netns in &namespaces {
             remove_netns(netns);
             writeln!(out, "deleted network namespace {netns}")?;
+        }
+        let cgroup = self.cgroup();
+        if cgroup.exists() {
+            match cgroup::remove(&cgroup) {
+                Ok(()) => writeln!(out, "removed cgroup {}", cgroup.display())?,
+                Err(error) => writeln!(out, "warning: {error:#}")?,
+            }
         }
         // resolv.conf files of namespaces that are gone already.
         for entry in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {

@@ -6,13 +6,19 @@
 //! `apply` stores objects where the agent reads them (`objects`), `pods`
 //! creates, runs and enters pods; `state.json` remembers it all.
 //!
+//! Services get ClusterIPs (`cluster_ip`) that the agent's socket programs
+//! translate for the pods' processes, which all run in the lab's `cgroup`.
+//!
 //! Everything a lab is made of is named after the lab: the node namespace
-//! is `NAME`, the others `NAME.<...>`, the pins live in `/sys/fs/bpf/NAME`
-//! and the state in `/run/NAME` (or `$PORIN_LAB_DIR`). So `down` finds it
-//! all even when the state is lost, and labs never touch each other.
+//! is `NAME`, the others `NAME.<...>`, the pins live in `/sys/fs/bpf/NAME`,
+//! the cgroup is `porin-lab-NAME` and the state in `/run/NAME` (or
+//! `$PORIN_LAB_DIR`). So `down` finds it all even when the state is lost,
+//! and labs never touch each other.
 
 mod agent;
 mod apply;
+mod cgroup;
+mod cluster_ip;
 mod dns;
 mod lifecycle;
 pub mod netns;
@@ -86,6 +92,11 @@ impl Lab {
         Path::new("/sys/fs/bpf").join(&self.name)
     }
 
+    /// The cgroup (v2) the pods' processes run in.
+    pub fn cgroup(&self) -> PathBuf {
+        cgroup::path(&self.name)
+    }
+
     pub fn agent_log(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
@@ -142,7 +153,7 @@ impl Lab {
                 process::tail(&self.agent_log(), 20)
             );
         }
-        agent::reload(pid, &self.agent_log())
+        agent::reload(pid, &self.api_socket(), &self.agent_log())
     }
 
     fn lock(&self) -> anyhow::Result<Lock> {

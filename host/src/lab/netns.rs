@@ -54,7 +54,15 @@ pub struct Pod {
     pub ip: Ipv4Addr,
     /// The host side of the pod's veth, in the node namespace.
     pub host_if: String,
+    /// The cgroup (v2 directory) its commands run in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
+
+/// A shell line that moves itself into the cgroup whose `cgroup.procs` is
+/// `$1`, then becomes the rest of its arguments (same PID). It runs before
+/// `ip netns exec`, which mounts a `/sys` without the cgroup filesystems.
+const ENTER_CGROUP: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
 
 impl Node {
     /// Creates the node namespace `name` with loopback up and forwarding on.
@@ -83,7 +91,8 @@ impl Node {
     /// route in the pod, a /32 route to `address` in the node.
     pub fn add_pod(&self, netns: &str, address: Ipv4Addr) -> anyhow::Result<Pod> {
         ip(&["netns", "add", netns])?;
-        let pod = Pod { netns: netns.to_string(), ip: address, host_if: host_interface_name(netns) };
+        let pod =
+            Pod { netns: netns.to_string(), ip: address, host_if: host_interface_name(netns), cgroup: None };
         self.wire(&pod).inspect_err(|_| delete(netns))?;
         Ok(pod)
     }
@@ -122,9 +131,16 @@ impl Node {
 
 impl Pod {
     /// A [`Command`] running `program` in the pod (`ip netns exec`, so the
-    /// pod's own `resolv.conf` applies).
+    /// pod's own `resolv.conf` applies), and in its cgroup if it has one.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut command = Command::new("ip");
+        let mut command = match &self.cgroup {
+            Some(cgroup) => {
+                let mut command = Command::new("sh");
+                command.args(["-c", ENTER_CGROUP, "sh"]).arg(cgroup.join("cgroup.procs")).arg("ip");
+                command
+            }
+            None => Command::new("ip"),
+        };
         command.args(["netns", "exec", &self.netns]).arg(program);
         command
     }

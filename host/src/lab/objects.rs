@@ -109,6 +109,23 @@ impl Document {
         file_name(resource, self.namespace.as_deref(), &self.name)
     }
 
+    /// A core Service's `namespace/name` and `spec.clusterIP`; `None` for
+    /// other objects.
+    pub(super) fn service(&self) -> Option<(String, Option<&str>)> {
+        (self.api_version == "v1" && self.kind == "Service").then(|| {
+            let key = format!("{}/{}", self.namespace.as_deref().unwrap_or_default(), self.name);
+            (key, self.value["spec"]["clusterIP"].as_str())
+        })
+    }
+
+    /// Sets a Service's `spec.clusterIP` (and `clusterIPs`), as the API
+    /// server does when it allocates one.
+    pub(super) fn set_cluster_ip(&mut self, address: Ipv4Addr) {
+        let spec = &mut self.value["spec"];
+        spec["clusterIP"] = Value::from(address.to_string());
+        spec["clusterIPs"] = Value::Sequence(vec![Value::from(address.to_string())]);
+    }
+
     /// The object as stored.
     pub(super) fn yaml(&self) -> anyhow::Result<String> {
         Ok(serde_yaml::to_string(&self.value)?)

@@ -43,7 +43,8 @@ impl Lab {
         }
         let ip = state.free_ip(POD_FIRST, POD_LAST).context("no free address left in 10.244.0.0/24")?;
         let program = workload.program();
-        let attachment = node.add_pod(&format!("{}.{namespace}.{name}", self.name), ip)?;
+        let mut attachment = node.add_pod(&format!("{}.{namespace}.{name}", self.name), ip)?;
+        attachment.cgroup = Some(self.cgroup());
         // Recorded before anything runs in it, so `down` finds it whatever happens next.
         state.pods.push(LabPod {
             namespace: namespace.to_string(),

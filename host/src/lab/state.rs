@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::netns;
 use super::programs::Program;
+use super::{cluster_ip, netns};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
@@ -26,6 +26,9 @@ pub struct State {
     /// The namespace standing for everything outside the cluster.
     pub world: Option<World>,
     pub pods: Vec<LabPod>,
+    /// The Services' ClusterIPs, by `namespace/name`.
+    #[serde(default)]
+    pub cluster_ips: BTreeMap<String, Ipv4Addr>,
 }
 
 /// The world: attached to the node like a pod, but no pod (no manifest), so
@@ -88,9 +91,12 @@ impl State {
             .find(|ip| !self.pods.iter().any(|p| p.attachment.ip == *ip))
     }
 
-    /// The cluster DNS pod's address, which every pod's resolv.conf names.
+    /// The cluster DNS, which every pod's resolv.conf names: the DNS
+    /// Service's ClusterIP, as the kubelet writes it, else the DNS pod's
+    /// address.
     pub fn cluster_dns(&self) -> Option<Ipv4Addr> {
-        self.pods.iter().find(|p| p.program == Some(Program::ClusterDns)).map(|p| p.attachment.ip)
+        let pod = self.pods.iter().find(|p| p.program == Some(Program::ClusterDns))?;
+        Some(self.cluster_ips.get(cluster_ip::DNS_SERVICE).copied().unwrap_or(pod.attachment.ip))
     }
 }
 

@@ -80,7 +80,24 @@ fn programs_come_from_images_and_postgres_gets_its_password_from_the_manifest() 
 }
 
 #[test]
-fn services_resolve_to_the_pods_they_select_in_their_namespace() {
+fn services_resolve_to_their_cluster_ip_once_the_lab_allocated_it() {
+    let mut documents = default_app();
+    let api =
+        documents.iter_mut().find(|d| d.service().is_some_and(|(key, _)| key == "backend/api")).unwrap();
+    api.set_cluster_ip(Ipv4Addr::new(10, 96, 0, 11));
+    let mut manifests = Manifests::default();
+    manifests.parse(&api.yaml().unwrap(), Location::default());
+    let (workloads, _) = Workloads::from_manifests(&manifests);
+    let hosts = dns::service_hosts(&workloads.services, &[]);
+    assert_eq!(
+        hosts.lines().nth(1),
+        Some("10.96.0.11 api.backend.svc.cluster.local api.backend.svc"),
+        "{hosts}"
+    );
+}
+
+#[test]
+fn headless_services_resolve_to_the_pods_they_select_in_their_namespace() {
     let pod = |namespace: &str, name: &str, app: &str, last: u8| LabPod {
         namespace: namespace.into(),
         name: name.into(),
@@ -90,6 +107,7 @@ fn services_resolve_to_the_pods_they_select_in_their_namespace() {
             netns: format!("lab.{namespace}.{name}"),
             ip: Ipv4Addr::new(10, 244, 0, last),
             host_if: "lxc0".into(),
+            cgroup: None,
         },
         processes: Vec::new(),
     };

@@ -1,6 +1,6 @@
 //! Loading Kubernetes manifests: multi-document YAML files and directories
 //! holding policies (CNP, CCNP, NetworkPolicy) and workloads (Namespace,
-//! Pod, Deployment and other pod controllers, Service).
+//! Pod, Deployment and other pod controllers, Service, EndpointSlice).
 //!
 //! Every problem becomes a [`Diagnostic`] naming the file, the document
 //! (index, starting line, kind and name) and the field path; a bad document
@@ -36,6 +36,7 @@ pub enum Body {
     /// Deployment, StatefulSet, DaemonSet or ReplicaSet.
     Controller(workload::Controller),
     Service(workload::Service),
+    EndpointSlice(workload::EndpointSlice),
 }
 
 /// Everything loaded from a set of paths.
@@ -81,7 +82,7 @@ impl Manifests {
             let location = Location { document: Some(index + 1), line: Some(line), ..origin.clone() };
             match serde_yaml::from_str::<Value>(document) {
                 Ok(Value::Null) => {}
-                Ok(value) => self.add_value(value, location),
+                Ok(value) => self.add_object(value, location),
                 Err(err) => {
                     let message = format!("invalid YAML: {}", rebase_lines(&err.to_string(), line - 1));
                     self.diagnostics.push(Diagnostic::error(location, message));
@@ -90,7 +91,8 @@ impl Manifests {
         }
     }
 
-    fn add_value(&mut self, value: Value, mut location: Location) {
+    /// Adds one object (or a `List` of them) given as a parsed document.
+    pub fn add_object(&mut self, value: Value, mut location: Location) {
         let Value::Mapping(mut map) = value else {
             self.diagnostics.push(Diagnostic::error(location, "expected a Kubernetes object (a mapping)"));
             return;
@@ -110,7 +112,7 @@ impl Manifests {
             };
             for (i, item) in items.into_iter().enumerate() {
                 let item_location = location.at_field(format!("items[{i}]"));
-                self.add_value(item, Location { object: None, ..item_location });
+                self.add_object(item, Location { object: None, ..item_location });
             }
             return;
         }
@@ -127,6 +129,7 @@ impl Manifests {
             ("v1", "Namespace") => typed(map).map(Body::Namespace),
             ("v1", "Pod") => typed(map).map(Body::Pod),
             ("v1", "Service") => typed(map).map(Body::Service),
+            ("discovery.k8s.io/v1", "EndpointSlice") => typed(map).map(Body::EndpointSlice),
             ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => {
                 typed(map).map(|controller| {
                     Body::Controller(workload::Controller { kind: kind.clone(), ..controller })

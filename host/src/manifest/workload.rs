@@ -1,6 +1,7 @@
 //! Workload objects: Namespace, Pod, the controllers that stamp out pods
-//! (Deployment, StatefulSet, DaemonSet, ReplicaSet), and Service. Only the
-//! fields porin uses are read; everything else is ignored.
+//! (Deployment, StatefulSet, DaemonSet, ReplicaSet), Service and
+//! EndpointSlice. Only the fields porin uses are read; everything else is
+//! ignored.
 
 use std::collections::BTreeMap;
 
@@ -96,8 +97,15 @@ pub struct ServiceSpec {
     pub selector: BTreeMap<String, String>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
+    /// An address, `None` (headless) or empty (none yet).
     #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<String>,
+    /// Dual-stack clusters list one address per family; the first is `clusterIP`.
+    #[serde(default, rename = "clusterIPs")]
+    pub cluster_ips: Vec<String>,
+    /// `ClusterIP` (the default), `NodePort`, `LoadBalancer` or `ExternalName`.
+    #[serde(default, rename = "type")]
+    pub service_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +116,46 @@ pub struct ServicePort {
     pub port: u16,
     #[serde(default)]
     pub target_port: Option<IntOrString>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `discovery.k8s.io/v1` EndpointSlice: some of a Service's backends, as
+/// the endpointslice controller (or whoever manages them) publishes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    pub metadata: ObjectMeta,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    #[serde(default)]
+    pub endpoints: Vec<SliceEndpoint>,
+    #[serde(default)]
+    pub ports: Vec<SlicePort>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SliceEndpoint {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EndpointConditions {
+    /// Unset means ready.
+    #[serde(default)]
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlicePort {
+    /// Matches the Service port of the same name (`""` for an unnamed one).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
     #[serde(default)]
     pub protocol: Option<String>,
 }

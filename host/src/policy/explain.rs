@@ -14,10 +14,10 @@ use porin_sdk::RuleSetId;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ResolvedPolicy;
 use super::l7::L7Rules;
 use super::resolved::{Action, Direction, Lookup, PolicyEntry, Protocol};
 use super::rule::{PolicyRef, RuleRef};
+use super::{EnforcementMode, ResolvedPolicy};
 use crate::endpoint::{Endpoint, Workloads};
 use crate::identity::{Entity, NumericIdentity};
 use crate::labels::LabelSet;
@@ -200,14 +200,16 @@ pub struct Explanation {
     pub ingress: DirectionDecision,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l7: Option<L7Explanation>,
+    pub policy_enforcement: EnforcementMode,
 }
 
 /// Explains `query` against `resolved` (compiled with [`Query::add_pods`]).
 pub fn explain(resolved: &ResolvedPolicy, query: &Query) -> Result<Explanation, String> {
     let (from, from_endpoint) = peer_info(resolved, &query.from)?;
     let (to, to_endpoint) = peer_info(resolved, &query.to)?;
-    let egress = decide(from_endpoint, Direction::Egress, &from, &to, query);
-    let ingress = decide(to_endpoint, Direction::Ingress, &to, &from, query);
+    let mode = resolved.enforcement;
+    let egress = decide(from_endpoint, Direction::Egress, &from, &to, query, mode);
+    let ingress = decide(to_endpoint, Direction::Ingress, &to, &from, query, mode);
     let l7 = l7_explanation(resolved, query, [&egress, &ingress]);
     let l4_allowed = egress.verdict == Verdict::Allowed && ingress.verdict == Verdict::Allowed;
     let l7_allowed = l7.as_ref().is_none_or(|l7| l7.verdict != L7Verdict::Denied);
@@ -220,6 +222,7 @@ pub fn explain(resolved: &ResolvedPolicy, query: &Query) -> Result<Explanation, 
         egress,
         ingress,
         l7,
+        policy_enforcement: mode,
     })
 }
 
@@ -271,6 +274,7 @@ fn decide(
     local_info: &PeerInfo,
     remote: &PeerInfo,
     query: &Query,
+    mode: EnforcementMode,
 ) -> DirectionDecision {
     let dir = direction.as_str();
     let Some(local) = local else {
@@ -293,16 +297,24 @@ fn decide(
             )
         }
         Lookup::DefaultDeny => {
-            let by: Vec<String> = policy.enforced_by.iter().map(|p| format!("{:?} {p}", p.kind)).collect();
-            let reason = format!(
-                "no {dir} rule of {} matches; default deny is on (switched on by {})",
-                local_info.name,
-                by.join(", ")
-            );
+            let by = match mode {
+                EnforcementMode::Always => "policy enforcement mode `always`".to_string(),
+                _ => {
+                    let policies: Vec<String> =
+                        policy.enforced_by.iter().map(|p| format!("{:?} {p}", p.kind)).collect();
+                    format!("switched on by {}", policies.join(", "))
+                }
+            };
+            let reason = format!("no {dir} rule of {} matches; default deny is on ({by})", local_info.name);
             (DecidedBy::DefaultDeny { enforced_by: policy.enforced_by.clone() }, reason)
         }
         Lookup::NotEnforced => {
-            let reason = format!("no policy enforces {dir} on {}; allowed by default", local_info.name);
+            let reason = match mode {
+                EnforcementMode::Never => {
+                    format!("policy enforcement mode `never`: {dir} of {} is not enforced", local_info.name)
+                }
+                _ => format!("no policy enforces {dir} on {}; allowed by default", local_info.name),
+            };
             (DecidedBy::NoPolicy, reason)
         }
     };

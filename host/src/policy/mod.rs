@@ -5,6 +5,7 @@
 //! [`compile`] is deterministic: the same manifests give the same
 //! identities, entries and rule set ids.
 
+pub mod enforcement;
 pub mod explain;
 pub mod l7;
 pub mod resolved;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use self::enforcement::EnforcementMode;
 use self::l7::RuleSets;
 use self::resolve::Resolver;
 use self::resolved::EndpointPolicy;
@@ -53,6 +55,8 @@ pub struct ResolvedPolicy {
     pub policies: Vec<Arc<PolicyRef>>,
     /// Problems found in the input, in input order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The mode the endpoints' policies were resolved in.
+    pub enforcement: EnforcementMode,
 }
 
 impl ResolvedPolicy {
@@ -96,21 +100,29 @@ impl ResolvedPolicy {
 }
 
 /// Translates every policy object of `manifests`, allocates identities for
-/// `workloads`, and resolves the policy of every endpoint.
+/// `workloads`, and resolves the policy of every endpoint in Cilium's
+/// `default` enforcement mode.
 pub fn compile(manifests: &Manifests, workloads: &Workloads) -> ResolvedPolicy {
-    compile_with_rule_sets(manifests, workloads, RuleSets::default())
+    compile_with(manifests, workloads, EnforcementMode::Default)
 }
 
-/// Compiles a change to `previous`: rule sets keep their ids, so a rule set
-/// id never changes meaning while connections use it.
+/// [`compile`] in enforcement mode `mode`.
+pub fn compile_with(manifests: &Manifests, workloads: &Workloads, mode: EnforcementMode) -> ResolvedPolicy {
+    compile_with_rule_sets(manifests, workloads, RuleSets::default(), mode)
+}
+
+/// Compiles a change to `previous`, in `previous`'s enforcement mode: rule
+/// sets keep their ids, so a rule set id never changes meaning while
+/// connections use it.
 pub fn recompile(manifests: &Manifests, workloads: &Workloads, previous: &ResolvedPolicy) -> ResolvedPolicy {
-    compile_with_rule_sets(manifests, workloads, previous.rule_sets.clone())
+    compile_with_rule_sets(manifests, workloads, previous.rule_sets.clone(), previous.enforcement)
 }
 
 fn compile_with_rule_sets(
     manifests: &Manifests,
     workloads: &Workloads,
     rule_sets: RuleSets,
+    mode: EnforcementMode,
 ) -> ResolvedPolicy {
     let mut diagnostics = manifests.diagnostics.clone();
     let mut specs: Vec<PolicySpec> = Vec::new();
@@ -162,7 +174,11 @@ fn compile_with_rule_sets(
         &identities,
         endpoint_identities.iter().zip(&workloads.endpoints).map(|(id, e)| (*id, &e.named_ports)).collect(),
         rule_sets,
+        mode,
     );
+    // Under `never` the policies are still translated (and their errors
+    // reported) but select no endpoint: no entries, no redirects.
+    let applied: &[PolicySpec] = if mode.applies_policies() { &specs } else { &[] };
     let mut subjects: HashMap<NumericIdentity, Vec<&PolicySpec>> = HashMap::new();
     let mut shared: HashMap<(NumericIdentity, &crate::endpoint::NamedPorts), Arc<EndpointPolicy>> =
         HashMap::new();
@@ -170,7 +186,7 @@ fn compile_with_rule_sets(
     for (endpoint, identity) in workloads.endpoints.iter().zip(endpoint_identities) {
         let selecting = subjects.entry(identity).or_insert_with(|| {
             let labels = &identities.get(identity).expect("allocated identity").labels;
-            specs.iter().filter(|spec| spec.subject.matches(labels)).collect()
+            applied.iter().filter(|spec| spec.subject.matches(labels)).collect()
         });
         let policy = shared
             .entry((identity, &endpoint.named_ports))
@@ -184,7 +200,7 @@ fn compile_with_rule_sets(
     conflicts.dedup_by(|a, b| a.message == b.message);
     diagnostics.extend(conflicts);
     let rule_sets = resolver.rule_sets;
-    ResolvedPolicy { identities, endpoints, rule_sets, policies, diagnostics }
+    ResolvedPolicy { identities, endpoints, rule_sets, policies, diagnostics, enforcement: mode }
 }
 
 /// Kind, namespace and name of a policy object.

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
+use super::enforcement::EnforcementMode;
 use super::l7::{L7Rules, RuleSets};
 use super::resolved::{
     Action, DenyReason, Direction, DirectionPolicy, EndpointPolicy, PolicyEntry, PortRange, Protocol,
@@ -57,6 +58,7 @@ pub(super) struct Resolver<'a> {
     all_ports: NamedPorts,
     pub(super) rule_sets: RuleSets,
     pub(super) diagnostics: Vec<Diagnostic>,
+    mode: EnforcementMode,
 }
 
 fn push_unique(origins: &mut Vec<RuleRef>, origin: &RuleRef) {
@@ -113,6 +115,7 @@ impl<'a> Resolver<'a> {
         identities: &'a IdentityTable,
         endpoint_ports: Vec<(NumericIdentity, &NamedPorts)>,
         rule_sets: RuleSets,
+        mode: EnforcementMode,
     ) -> Self {
         let mut remote_ports: HashMap<NumericIdentity, NamedPorts> = HashMap::new();
         let mut all_ports = NamedPorts::new();
@@ -127,6 +130,7 @@ impl<'a> Resolver<'a> {
             all_ports,
             rule_sets,
             diagnostics: Vec::new(),
+            mode,
         }
     }
 
@@ -208,7 +212,7 @@ impl<'a> Resolver<'a> {
             }
         }
         let entries = self.entries(endpoint, direction, &grants, &denies);
-        DirectionPolicy { enforced: !enforced_by.is_empty(), enforced_by, entries }
+        DirectionPolicy { enforced: self.mode.default_deny(!enforced_by.is_empty()), enforced_by, entries }
     }
 
     /// Concrete (remote, protocol, ports) for one written port; named ports

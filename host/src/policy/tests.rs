@@ -3,7 +3,7 @@
 
 use super::explain::{DecidedBy, Explanation, HttpQuery, L7Verdict, Query, Verdict, explain};
 use super::resolved::{Action, DenyReason, Protocol};
-use super::{ResolvedPolicy, compile};
+use super::{EnforcementMode, ResolvedPolicy, compile, compile_with};
 use crate::diagnostic::{Diagnostic, Location, Severity};
 use crate::endpoint::Workloads;
 use crate::manifest::Manifests;
@@ -98,9 +98,13 @@ fn query(from: &str, to: &str, port: u16, protocol: Protocol) -> Query {
 }
 
 fn explain_query(policies: &str, query: &Query) -> Explanation {
+    explain_in(EnforcementMode::Default, policies, query)
+}
+
+fn explain_in(mode: EnforcementMode, policies: &str, query: &Query) -> Explanation {
     let (manifests, mut workloads) = load(policies);
     query.add_pods(&mut workloads);
-    let resolved = compile(&manifests, &workloads);
+    let resolved = compile_with(&manifests, &workloads, mode);
     let errors: Vec<&Diagnostic> =
         resolved.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
     assert!(errors.is_empty(), "unexpected errors: {errors:#?}");
@@ -167,6 +171,7 @@ fn indent(text: &str) -> String {
 
 mod default_deny;
 mod deny;
+mod enforcement;
 mod l7;
 mod network_policy;
 mod peers;

@@ -21,13 +21,15 @@ struct Link<S> {
     reporter: FlowReporter,
 }
 
-/// Opens a session for every stage of `route`; when one cannot open, it is
-/// reported dropped and the flow refused.
+/// Opens a session for every stage of `route`; when one cannot open (its
+/// rule set is unavailable, its module failed), it is reported dropped and
+/// the flow refused. A session that failed open says so right away.
 fn open<S>(
     ctx: &Rc<WorkerContext>,
     route: &Route,
     tcp: bool,
     open_session: impl Fn(&mut WorkerFilters, &str, &ConnectionMeta) -> Result<S, FilterError>,
+    take_records: fn(&mut S) -> Vec<Vec<u8>>,
 ) -> Option<Vec<Link<S>>> {
     route
         .stages
@@ -36,7 +38,10 @@ fn open<S>(
             let reporter = FlowReporter::new(ctx.clone(), route, stage, tcp);
             let opened = open_session(&mut ctx.filters.borrow_mut(), &stage.filter, &route.meta(stage));
             match opened {
-                Ok(session) => Some(Link { session, reporter }),
+                Ok(mut session) => {
+                    reporter.records(take_records(&mut session));
+                    Some(Link { session, reporter })
+                }
                 Err(err) => {
                     reporter.connection(Verdict::Dropped, Some(err.to_string()));
                     None
@@ -92,7 +97,7 @@ pub(super) struct StreamChain {
 
 impl StreamChain {
     pub(super) fn open(ctx: &Rc<WorkerContext>, route: &Route) -> Option<StreamChain> {
-        let links = open(ctx, route, true, WorkerFilters::open_stream)?;
+        let links = open(ctx, route, true, WorkerFilters::open_stream, StreamSession::take_records)?;
         let inboxes = links.iter().map(|_| Default::default()).collect();
         Some(StreamChain { links, inboxes })
     }
@@ -206,7 +211,9 @@ pub(super) struct DatagramChain {
 
 impl DatagramChain {
     pub(super) fn open(ctx: &Rc<WorkerContext>, route: &Route) -> Option<DatagramChain> {
-        Some(DatagramChain { links: open(ctx, route, false, WorkerFilters::open_datagram)? })
+        Some(DatagramChain {
+            links: open(ctx, route, false, WorkerFilters::open_datagram, DatagramSession::take_records)?,
+        })
     }
 
     pub(super) fn connection(&self, verdict: Verdict, reason: Option<String>) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use porin_sdk::{Peer, RuleSetId, TrafficDirection};
 
 use super::{Limits, Listener, Proxy, Route, Stage, StaticRoute, Transport};
-use crate::filter::{BUILTIN_FILTERS, FilterRegistry, RuntimeConfig};
+use crate::filter::{BUILTIN_FILTERS, FailMode, FilterRegistry, ModuleSettings, RuntimeConfig};
 use crate::flow::FlowReader;
 use crate::observe::Observer;
 
@@ -46,13 +46,18 @@ fn chained_proxy_with(
     registry.set_rule_set(EGRESS, filter, egress_rules).unwrap();
     registry.set_rule_set(INGRESS, filter, ingress_rules).unwrap();
     let stage = |rule_set, direction| Stage { filter: filter.into(), rule_set, direction };
-    let route = Route {
-        upstream,
-        stages: vec![stage(EGRESS, TrafficDirection::Egress), stage(INGRESS, TrafficDirection::Ingress)],
-        source: Peer::default(),
-        destination: Peer::default(),
-        mark: None,
-    };
+    let stages = vec![stage(EGRESS, TrafficDirection::Egress), stage(INGRESS, TrafficDirection::Ingress)];
+    proxy_with(registry, transport, stages, upstream)
+}
+
+/// A proxy whose one listener sends every flow through `stages` to `upstream`.
+fn proxy_with(
+    registry: FilterRegistry,
+    transport: Transport,
+    stages: Vec<Stage>,
+    upstream: SocketAddr,
+) -> (Proxy, FlowReader) {
+    let route = Route { upstream, stages, source: Peer::default(), destination: Peer::default(), mark: None };
     let listener = Listener {
         name: "chain".into(),
         listen: ([127, 0, 0, 1], 0).into(),
@@ -328,5 +333,105 @@ fn filters_that_keep_answering_each_other_are_stopped() {
     again.write_all(b"ping").unwrap();
     again.set_read_timeout(Some(TIMEOUT)).unwrap();
     again.read_to_end(&mut sink).expect("served again");
+    proxy.shutdown();
+}
+
+/// Every flow published so far, as `VERDICT reason-or-l7-error`.
+fn verdicts(flows: &mut FlowReader) -> Vec<String> {
+    let mut seen = Vec::new();
+    for stored in flows.read(usize::MAX) {
+        let flow = &stored.flow;
+        let l7_error =
+            flow.l7.as_ref().map(|l7| l7.value()["error"].as_str().unwrap_or_default().to_string());
+        let said = flow.drop_reason_desc.as_deref().map(str::to_string).or(l7_error).unwrap_or_default();
+        seen.push(format!("{:?} {said}", flow.verdict));
+    }
+    seen
+}
+
+#[test]
+fn a_stage_whose_module_is_not_loaded_is_refused_without_reaching_the_upstream() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = server.local_addr().unwrap();
+    server.set_nonblocking(true).unwrap();
+    let registry = FilterRegistry::new(RuntimeConfig::default());
+    registry.set_module_error("redis", &ModuleSettings::default(), "no ConfigMap redis-filter");
+    let unavailable = registry.install_rule_set(INGRESS, "redis", r#"{"l7proto":"redis","l7":[{}]}"#);
+    assert_eq!(unavailable.unwrap().fail_mode, FailMode::Closed);
+    let stage = Stage { filter: "redis".into(), rule_set: INGRESS, direction: TrafficDirection::Ingress };
+    let (proxy, mut flows) = proxy_with(registry, Transport::Tcp, vec![stage], upstream);
+
+    let mut stream = TcpStream::connect(proxy.bound[0]).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"*1\r\n$4\r\nPING\r\n").ok();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok();
+    assert!(answer.is_empty(), "refused: {answer:?}");
+    assert!(server.accept().is_err(), "the upstream was never connected");
+    assert_eq!(
+        verdicts(&mut flows),
+        ["Dropped filter module `redis` is not loaded: no ConfigMap redis-filter"]
+    );
+    proxy.shutdown();
+}
+
+/// Traps when the data starts with 'X', else passes everything.
+const HOSTILE: &str = r#"(module
+  (import "porin" "op" (func $op (param i32 i64 i32 i32)))
+  (memory (export "memory") 2)
+  (func (export "porin_abi_version") (result i32) (i32.const 1))
+  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_rules_remove") (param i32))
+  (func (export "porin_stream_open") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "porin_stream_data") (param $id i32) (param $flags i32) (param $len i32) (result i32)
+    (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))
+    (call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0))
+    (i32.const 0))
+  (func (export "porin_stream_close") (param i32)))"#;
+
+#[test]
+fn a_module_that_fails_open_keeps_the_connection_going_unfiltered() {
+    let (server, requests) = http_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    let registry = FilterRegistry::new(RuntimeConfig::default());
+    let settings = ModuleSettings { fail_mode: FailMode::Open, ..ModuleSettings::default() };
+    registry.load_with("hostile", &wat::parse_str(HOSTILE).unwrap(), &settings).unwrap();
+    assert_eq!(registry.install_rule_set(INGRESS, "hostile", "{}"), None);
+    let stage = Stage { filter: "hostile".into(), rule_set: INGRESS, direction: TrafficDirection::Ingress };
+    let (proxy, mut flows) = proxy_with(registry, Transport::Tcp, vec![stage], server);
+
+    // The filter traps on the request; the request goes on regardless.
+    let mut stream = TcpStream::connect(proxy.bound[0]).unwrap();
+    stream.write_all(b"XGET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.read_to_end(&mut response).unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&response));
+    assert_eq!(requests.recv_timeout(TIMEOUT).unwrap(), "XGET / HTTP/1.1");
+    let seen = verdicts(&mut flows);
+    assert_eq!(seen[0], "Forwarded ", "the connection: {seen:?}");
+    assert!(
+        seen[1].starts_with("Forwarded filter `hostile` failed open: trapped: ")
+            && seen[1].contains("unreachable"),
+        "{seen:?}"
+    );
+    proxy.shutdown();
+}
+
+#[test]
+fn datagrams_of_an_unavailable_rule_set_are_dropped() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let registry = FilterRegistry::new(RuntimeConfig::default());
+    registry.install_rule_set(INGRESS, "memcache", r#"{"l7proto":"memcache","l7":[{}]}"#).unwrap();
+    let stage = Stage { filter: "memcache".into(), rule_set: INGRESS, direction: TrafficDirection::Ingress };
+    let (proxy, mut flows) = proxy_with(registry, Transport::Udp, vec![stage], server.local_addr().unwrap());
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..2 {
+        client.send_to(b"get key\r\n", proxy.bound[0]).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    assert!(server.recv(&mut buf).is_err(), "nothing reaches the upstream");
+    assert_eq!(verdicts(&mut flows), ["Dropped filter module `memcache` is not loaded"; 2]);
     proxy.shutdown();
 }

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::{Sources, Stamp};
+use super::{Reading, Sources, Stamp};
 use crate::manifest::Body;
 
 /// A scratch directory removed when dropped.
@@ -36,9 +36,25 @@ fn policy(name: &str, app: &str) -> String {
     )
 }
 
+/// The sources with the reading in force, as the agent keeps them.
+struct Tracked {
+    sources: Sources,
+    in_force: Reading,
+}
+
+impl Tracked {
+    fn new(paths: Vec<PathBuf>) -> Tracked {
+        Tracked { sources: Sources::new(paths), in_force: Reading::default() }
+    }
+
+    fn paths(&self) -> &[PathBuf] {
+        self.sources.paths()
+    }
+}
+
 /// `name=app` (the app it selects) of each policy in force.
-fn policies(sources: &Sources) -> Vec<String> {
-    let reading = sources.read();
+fn policies(sources: &Tracked) -> Vec<String> {
+    let reading = sources.sources.read(&sources.in_force);
     reading
         .manifests()
         .objects
@@ -54,16 +70,16 @@ fn policies(sources: &Sources) -> Vec<String> {
 }
 
 /// Reads, and commits as the agent does after a successful apply.
-fn apply(sources: &mut Sources) -> (bool, Vec<String>) {
-    let reading = sources.read();
-    let changed = sources.changed(&reading);
+fn apply(sources: &mut Tracked) -> (bool, Vec<String>) {
+    let reading = sources.sources.read(&sources.in_force);
+    let changed = reading.differs_from(&sources.in_force);
     let rejections = reading.rejections().map(ToString::to_string).collect();
-    sources.commit(reading);
+    sources.in_force = reading;
     (changed, rejections)
 }
 
-fn sources_of(dir: &Path) -> Sources {
-    Sources::new(vec![dir.to_path_buf()])
+fn sources_of(dir: &Path) -> Tracked {
+    Tracked::new(vec![dir.to_path_buf()])
 }
 
 #[test]
@@ -138,7 +154,7 @@ fn a_file_that_never_parsed_contributes_nothing() {
 #[test]
 fn a_named_path_that_disappears_is_an_error_and_what_it_held_stays() {
     let dir = Scratch::new("named");
-    let mut sources = Sources::new(vec![dir.0.join("policy.yaml")]);
+    let mut sources = Tracked::new(vec![dir.0.join("policy.yaml")]);
     dir.write("policy.yaml", &policy("p", "p"));
     apply(&mut sources);
     dir.remove("policy.yaml");

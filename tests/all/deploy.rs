@@ -1,0 +1,68 @@
+//! deploy/ (the Helm chart, the rendered manifests, the CRDs, the cleanup
+//! DaemonSet and the image recipe), checked offline by
+//! `tests/deploy/validate.py` with the real helm and kubectl binaries and
+//! Kubernetes' OpenAPI schemas; and the example policies, checked by porin.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use porin_tests::{must_run, output_within, porin, python};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// helm and kubectl (from the PyPI package tools.py names), kubernetes-validate
+/// and jsonschema; `make test` installs them. Skips loudly outside CI and as
+/// non-root, fails in CI.
+fn have_deploy_tools() -> bool {
+    let tools = Command::new(python()).arg(repo().join("tests/deploy/tools.py")).arg("check").output();
+    let modules =
+        Command::new(python()).args(["-c", "import kubernetes_validate, jsonschema, yaml"]).output();
+    let missing = match (tools, modules) {
+        (Ok(tools), Ok(modules)) if tools.status.success() && modules.status.success() => return true,
+        (Ok(tools), Ok(modules)) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&tools.stderr).trim(),
+            if modules.status.success() {
+                ""
+            } else {
+                " kubernetes-validate, jsonschema or PyYAML is missing"
+            }
+        ),
+        (Err(err), _) | (_, Err(err)) => format!("{} does not run: {err}", python()),
+    };
+    assert!(!must_run(), "{missing}; `make test` installs the deploy checks' tools");
+    eprintln!("SKIPPED: {missing} (run `make test` to install them)");
+    false
+}
+
+#[test]
+fn deploy_manifests_pass_the_offline_checks() {
+    if !have_deploy_tools() {
+        return;
+    }
+    let output = output_within(
+        Command::new(python()).arg(repo().join("tests/deploy/validate.py")),
+        b"",
+        Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let failures: Vec<&str> = stdout.lines().filter(|line| !line.starts_with("ok: ")).collect();
+    assert!(
+        output.status.success(),
+        "tests/deploy/validate.py failed:\n{}\n{}",
+        failures.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn example_policies_are_valid_for_porin() {
+    let examples = repo().join("deploy/examples");
+    let run = porin(["policy", "validate", "-f", examples.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(!run.stderr.contains("error:"), "{}", run.stderr);
+}

@@ -66,3 +66,41 @@ fn example_policies_are_valid_for_porin() {
     assert!(run.success, "{}", run.stderr);
     assert!(!run.stderr.contains("error:"), "{}", run.stderr);
 }
+
+/// The `porin` command lines of the manifests' containers (`$(VAR)`s
+/// filled in as the kubelet would).
+fn porin_command_lines(path: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap();
+    let mut lines = Vec::new();
+    for document in text.split("\n---\n") {
+        let object: serde_yaml::Value = serde_yaml::from_str(document).unwrap();
+        let spec = &object["spec"]["template"]["spec"];
+        for list in ["containers", "initContainers"] {
+            for container in spec[list].as_sequence().into_iter().flatten() {
+                let strings = |key: &str| -> Vec<String> {
+                    let items = container[key].as_sequence().into_iter().flatten();
+                    items.map(|item| item.as_str().unwrap().replace("$(NODE_NAME)", "node-a")).collect()
+                };
+                let command = strings("command");
+                if command.first().is_some_and(|program| program.ends_with("/porin")) {
+                    lines.push(strings("args"));
+                }
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn the_manifests_run_porin_with_flags_it_accepts() {
+    let agent = porin_command_lines("deploy/manifests/porin.yaml");
+    let cleanup = porin_command_lines("deploy/cleanup/porin-cleanup.yaml");
+    assert_eq!((agent.len(), cleanup.len()), (1, 1), "one porin container each: {agent:?} {cleanup:?}");
+    assert!(agent[0].iter().any(|arg| arg == "--kubernetes"), "{agent:?}");
+    for args in agent.iter().chain(&cleanup) {
+        let line = std::iter::once("porin".to_string()).chain(args.iter().cloned());
+        if let Err(err) = <porin::cli::Cli as clap::Parser>::try_parse_from(line) {
+            panic!("porin refuses {args:?}: {err}");
+        }
+    }
+}

@@ -440,12 +440,30 @@ fn the_agent_enforces_the_clusters_policies_and_keeps_them_while_the_api_server_
     load(&server, objects_of(super::datapath::API_DENY_WEB));
     assert!(pings_within(&web, api_ip, false), "the policy is back");
 
+    // Chaining: a pod on the node is an endpoint while it exists.
+    assert_eq!(endpoints(&agent), 2);
+    server.delete(PODS, "app", "web");
+    assert!((0..100).any(|_| endpoints(&agent) == 1 || sleep_a_bit()), "the deleted pod's veth is detached");
+    load(&server, objects_of(&node.pod_manifests()));
+    assert!((0..100).any(|_| endpoints(&agent) == 2 || sleep_a_bit()), "and attached again when it is back");
+
     // 500: kube's client retries 503s itself before the watchers see them.
     server.fail_with(Some(500));
     std::thread::sleep(Duration::from_secs(3));
     assert!(!web.ping(api_ip, 500), "an API server answering errors removes no enforcement");
     assert_eq!(agent.api_get("/readyz").0, 200, "{}", agent.stderr());
     assert!(agent.stderr().contains("the last known state stays in force"), "{}", agent.stderr());
+}
+
+/// The endpoints the agent enforces for, from its status.
+fn endpoints(agent: &porin_tests::agent::Agent) -> u64 {
+    let (_, body) = agent.api_get("/v1/status");
+    serde_json::from_str::<Value>(&body).unwrap()["endpoints"].as_u64().unwrap()
+}
+
+fn sleep_a_bit() -> bool {
+    std::thread::sleep(Duration::from_millis(100));
+    false
 }
 
 /// Whether `pod` reaching `ip` becomes `expected` within ten seconds.

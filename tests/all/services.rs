@@ -10,11 +10,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use porin::datapath::SocketLb;
-use porin::datapath::sock::{default_cgroup_root, uninstall};
+use porin::datapath::sock::uninstall;
 use porin::diagnostic::Location;
 use porin::endpoint::Workloads;
 use porin::manifest::Manifests;
 use porin::service::ServiceTable;
+use porin_tests::cgroup::TestCgroup;
 use porin_tests::netns::{Node, Pod};
 use porin_tests::{Process, TempDir, have, output_within, python};
 
@@ -51,25 +52,16 @@ spec: {clusterIP: 10.96.100.3, selector: {app: nothing}, ports: [{port: 80}]}
 "#;
 
 /// Removes, even when the test fails, what it left: the socket programs'
-/// links and maps, then the test cgroup (stopping what still runs there).
+/// links and maps, then (as the field drops) the test cgroup.
 struct Installed {
     pin_dir: PathBuf,
-    cgroup: PathBuf,
+    cgroup: TestCgroup,
 }
 
 impl Drop for Installed {
     fn drop(&mut self) {
         uninstall(&self.pin_dir).ok();
         std::fs::remove_dir_all(&self.pin_dir).ok();
-        let procs = std::fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.split_whitespace() {
-            Command::new("kill").args(["-KILL", pid]).stderr(Stdio::null()).status().ok();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.cgroup).is_err() && self.cgroup.exists() && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 
@@ -122,12 +114,10 @@ fn cluster_ips_are_translated_at_the_socket_for_the_cgroup_only() {
     if !crate::datapath::can_run() || !have("dig") || !have("dnsmasq") {
         return;
     }
-    let name = format!("porin-test-services-{}", std::process::id());
     let installed = Installed {
-        pin_dir: Path::new("/sys/fs/bpf").join(&name),
-        cgroup: default_cgroup_root().join(&name),
+        pin_dir: Path::new("/sys/fs/bpf").join(format!("porin-test-services-{}", std::process::id())),
+        cgroup: TestCgroup::new("services"),
     };
-    std::fs::create_dir(&installed.cgroup).expect("creating the test cgroup");
     let mut node = Node::new("services");
     let client = node.add_pod("app", "client", CLIENT, &[("app", "client")]);
     let web_1 = node.add_pod("app", "web-1", WEB_1, &[("app", "web"), ("n", "1")]);
@@ -150,11 +140,12 @@ fn cluster_ips_are_translated_at_the_socket_for_the_cgroup_only() {
     );
 
     let mut lb = SocketLb::load(&installed.pin_dir).expect("the socket programs load and verify");
-    lb.attach(&installed.cgroup).expect("attaching to the test cgroup");
+    lb.attach(&installed.cgroup.path).expect("attaching to the test cgroup");
     lb.write(&table(&node, SERVICES)).expect("writing the service maps");
 
     let curl = |url: &str| {
-        let output = run(&mut in_cgroup(&installed.cgroup, &client, "curl", &["-s", "--max-time", "3", url]));
+        let output =
+            run(&mut in_cgroup(&installed.cgroup.path, &client, "curl", &["-s", "--max-time", "3", url]));
         (output.status.success(), text(&output.stdout))
     };
     // TCP: the ClusterIP reaches the backend's target port.
@@ -177,13 +168,13 @@ fn cluster_ips_are_translated_at_the_socket_for_the_cgroup_only() {
 
     // The application sees the ClusterIP as its peer.
     let peer = "import socket\ns = socket.create_connection(('10.96.100.2', 80), timeout=3)\nprint(*s.getpeername())";
-    let output = run(&mut in_cgroup(&installed.cgroup, &client, &python(), &["-c", peer]));
+    let output = run(&mut in_cgroup(&installed.cgroup.path, &client, &python(), &["-c", peer]));
     assert_eq!(text(&output.stdout).trim(), "10.96.100.2 80", "{}", text(&output.stderr));
 
     // UDP: dig accepts only an answer from the address it asked.
     for transport in ["+notcp", "+tcp"] {
         let args = ["@10.96.100.10", transport, "+short", "+time=2", "+tries=1", "web.example"];
-        let output = run(&mut in_cgroup(&installed.cgroup, &client, "dig", &args));
+        let output = run(&mut in_cgroup(&installed.cgroup.path, &client, "dig", &args));
         assert_eq!(text(&output.stdout).trim(), "10.1.2.3", "{transport}: {}", text(&output.stderr));
     }
     // An unconnected UDP socket (sendmsg4) gets the reply from the ClusterIP (recvmsg4).
@@ -191,12 +182,12 @@ fn cluster_ips_are_translated_at_the_socket_for_the_cgroup_only() {
                  q = bytes.fromhex('abcd01000001000000000000') + b'\\x03web\\x07example\\x00\\x00\\x01\\x00\\x01'\n\
                  s.sendto(q, ('10.96.100.10', 53)); data, source = s.recvfrom(512)\n\
                  print(*source, data[:2].hex())";
-    let output = run(&mut in_cgroup(&installed.cgroup, &client, &python(), &["-c", query]));
+    let output = run(&mut in_cgroup(&installed.cgroup.path, &client, &python(), &["-c", query]));
     assert_eq!(text(&output.stdout).trim(), "10.96.100.10 53 abcd", "{}", text(&output.stderr));
 
     // No backends: connect() is refused at once (EPERM).
     let refused = "import socket\ntry:\n    socket.create_connection(('10.96.100.3', 80), timeout=3)\nexcept OSError as e:\n    print(e.errno)";
-    let output = run(&mut in_cgroup(&installed.cgroup, &client, &python(), &["-c", refused]));
+    let output = run(&mut in_cgroup(&installed.cgroup.path, &client, &python(), &["-c", refused]));
     assert_eq!(text(&output.stdout).trim(), "1", "EPERM: {}", text(&output.stderr));
 
     // A removed Service is no longer translated; the others still are.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::apiserver::ApiServer;
+use crate::cgroup::TestCgroup;
 use crate::netns::Node;
 use crate::{Daemon, TempDir, porin_binary};
 
@@ -24,6 +25,8 @@ pub struct Agent {
     pub export: PathBuf,
     _api_dir: TempDir,
     _installed: Installed,
+    /// Where the agent attaches its socket programs; removed after them.
+    cgroup: TestCgroup,
 }
 
 /// Runs `porin agent uninstall` when dropped, also when the agent failed
@@ -86,14 +89,17 @@ impl Agent {
     }
 
     fn start_with(node: &Node, manifests: TempDir, source: Source) -> Agent {
+        let cgroup = TestCgroup::new(node.name());
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", node.name()));
         let installed = Installed { pin_dir: pin_dir.clone(), node_netns: node.name().to_string() };
         let proxy_port = 15_001;
         // Each agent its own socket: tests run agents side by side.
         let api_dir = TempDir::new("agent-api");
         let (api, export) = (api_dir.path("agent.sock"), api_dir.path("flows.jsonl"));
-        let daemon =
-            Daemon::start(command(node, &source, &pin_dir, proxy_port, &api, &export), "datapath ready");
+        let daemon = Daemon::start(
+            command(node, &source, &pin_dir, &cgroup.path, proxy_port, &api, &export),
+            "datapath ready",
+        );
         Agent {
             daemon,
             pin_dir,
@@ -104,13 +110,15 @@ impl Agent {
             export,
             _api_dir: api_dir,
             _installed: installed,
+            cgroup,
         }
     }
 
     /// Stops the agent (the datapath stays) and starts a new one on the same state.
     pub fn restart(&mut self, node: &Node) {
         self.daemon.stop();
-        let command = command(node, &self.source, &self.pin_dir, self.proxy_port, &self.api, &self.export);
+        let (source, cgroup) = (&self.source, &self.cgroup.path);
+        let command = command(node, source, &self.pin_dir, cgroup, self.proxy_port, &self.api, &self.export);
         self.daemon = Daemon::start(command, "datapath ready");
     }
 
@@ -142,6 +150,7 @@ fn command(
     node: &Node,
     source: &Source,
     pin_dir: &Path,
+    cgroup: &Path,
     proxy_port: u16,
     api: &Path,
     export: &Path,
@@ -154,7 +163,7 @@ fn command(
             command.args(["--kubernetes", "--node-name", "node-a", "--kubeconfig"]).arg(kubeconfig)
         }
     };
-    command.arg("--pin-dir").arg(pin_dir);
+    command.arg("--pin-dir").arg(pin_dir).arg("--cgroup-root").arg(cgroup);
     command.args(["--proxy-port", &proxy_port.to_string()]);
     command.arg(format!("--api=unix:{}", api.display()));
     command.arg("--export-flows").arg(export);

@@ -7,6 +7,7 @@ use porin::cli::Cli;
 
 pub mod agent;
 pub mod apiserver;
+pub mod cgroup;
 pub mod netns;
 
 /// A fixture file or directory under `tests/fixtures`.

@@ -290,11 +290,12 @@ impl SourceChanges {
 /// Log events go to standard error, one compact line each.
 fn init_logging(filter: Option<&str>) -> anyhow::Result<()> {
     let filter = filter.map(str::to_string).or_else(|| std::env::var("RUST_LOG").ok());
+    let mut filter = filter.filter(|f| !f.is_empty()).unwrap_or_else(|| "info".to_string());
     // kube's HTTP layer logs every failed request as an error; the
     // watchers report the failures that matter once, with what they mean.
-    let filter = filter
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| "info,kube_client::client::builder=off".to_string());
+    if !filter.contains("kube_client") {
+        filter.push_str(",kube_client::client::builder=off");
+    }
     let targets: Targets = filter.parse().with_context(|| format!("bad log filter `{filter}`"))?;
     let layer = tracing_subscriber::fmt::layer().compact().with_target(false).with_writer(std::io::stderr);
     // Fails only when a subscriber is already set (a second run in one

@@ -53,15 +53,26 @@ struct RouteEntry {
 struct Link {
     ifindex: u32,
     ifname: String,
+    linkinfo: Option<LinkInfo>,
 }
 
-/// The host-side interface of every pod on this node, found from the /32
-/// routes the CNI (or `porin lab`) installs: pod address → (name, index).
+#[derive(Debug, Deserialize)]
+struct LinkInfo {
+    info_kind: Option<String>,
+}
+
+/// The host-side veth of every pod on this node, found from the /32 routes
+/// a veth-based CNI (or `porin lab`) installs: pod address → (name, index).
+/// Routes over other devices (a tunnel to another node's pod, a bridge) are
+/// not endpoints: porin chains onto CNIs that give each pod its own veth.
 pub fn endpoint_interfaces() -> anyhow::Result<BTreeMap<Ipv4Addr, (String, u32)>> {
     let routes: Vec<RouteEntry> =
         serde_json::from_str(&ip(&["-4", "-j", "route", "show", "table", "main"])?).context("ip route")?;
-    let links: Vec<Link> = serde_json::from_str(&ip(&["-j", "link", "show"])?).context("ip link")?;
-    let index: BTreeMap<&str, u32> = links.iter().map(|l| (l.ifname.as_str(), l.ifindex)).collect();
+    let links: Vec<Link> = serde_json::from_str(&ip(&["-j", "-d", "link", "show"])?).context("ip link")?;
+    let is_veth =
+        |link: &Link| link.linkinfo.as_ref().and_then(|info| info.info_kind.as_deref()) == Some("veth");
+    let index: BTreeMap<&str, u32> =
+        links.iter().filter(|l| is_veth(l)).map(|l| (l.ifname.as_str(), l.ifindex)).collect();
     Ok(routes
         .iter()
         .filter_map(|route| {

@@ -140,7 +140,14 @@ impl Cluster {
                 continue;
             }
             let outcome = if !unit.rejected.is_empty() {
-                let errors: Vec<String> = unit.rejected.iter().map(|d| d.message.clone()).collect();
+                let errors: Vec<String> = unit
+                    .rejected
+                    .iter()
+                    .map(|d| match &d.location.field {
+                        Some(field) => format!("{field}: {}", d.message),
+                        None => d.message.clone(),
+                    })
+                    .collect();
                 Outcome::Rejected(errors.join("; "))
             } else {
                 match applied {

@@ -84,7 +84,11 @@ async fn run(
     changes: Arc<Notify>,
 ) {
     let config = watcher::Config::default().any_semantic();
-    let events = watcher::watcher(api, config).default_backoff().reflect(writer);
+    // managedFields is often the larger part of an object, and never read.
+    let events = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(|object: &mut DynamicObject| object.metadata.managed_fields = None)
+        .reflect(writer);
     futures::pin_mut!(events);
     while let Some(event) = events.next().await {
         let what = || format!("{} {}", kind.api_version(), kind.plural);

@@ -134,9 +134,20 @@ impl Agent {
             Some(yaml) => std::fs::write(self.manifests.path(name), yaml).unwrap(),
             None => std::fs::remove_file(self.manifests.path(name)).unwrap(),
         }
-        let applied = self.stderr().matches("policy revision").count();
+        let before = self.reloads();
         self.signal("HUP");
-        self.wait_for_stderr("policy revision", applied + 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.reloads() <= before {
+            assert!(std::time::Instant::now() < deadline, "SIGHUP not handled:\n{}", self.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The re-reads (SIGHUP) the agent has done, from its status.
+    fn reloads(&self) -> u64 {
+        let (_, body) = self.api_get("/v1/status");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        status["reloads"].as_u64().unwrap_or(0)
     }
 
     /// `GET path` on the agent's API socket: (HTTP status, body).

@@ -149,6 +149,13 @@ impl Agent {
         }
     }
 
+    /// Re-reads and applies the source as asked (SIGHUP), and counts it in
+    /// the status.
+    pub fn reload(&mut self) {
+        self.update();
+        self.status.send_modify(|status| status.reloads += 1);
+    }
+
     /// Reads the source and applies it if its content changed since the
     /// last apply (after the [`Watcher`] or the cluster's watchers saw a
     /// change).

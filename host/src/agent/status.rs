@@ -18,6 +18,10 @@ pub struct Status {
     /// Sources whose current content is not in force (their last good
     /// version is, if they ever had one), with why.
     pub rejected: Vec<String>,
+    /// Re-reads asked for (SIGHUP) and done, applied or not: a client that
+    /// signals waits for this to move, which a change the file watcher
+    /// applies meanwhile does not do.
+    pub reloads: u64,
 }
 
 impl Status {
@@ -29,6 +33,7 @@ impl Status {
             ready: true,
             last_error: None,
             rejected,
+            reloads: self.reloads,
         };
     }
 

@@ -216,7 +216,7 @@ pub(super) fn run(args: AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 _ = interrupt.recv() => break,
                 _ = hangup.recv() => {
                     changes.mark_seen();
-                    agent.update();
+                    agent.reload();
                 }
                 () = changes.next() => {
                     changes.settle().await;

@@ -6,7 +6,7 @@
 //! with the reason, so policies naming it deny with that reason in their
 //! flows; a version already loaded stays in force.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,15 +117,17 @@ impl ModuleLoader {
         modules.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut declared: HashMap<String, String> = HashMap::new();
         let mut changed = Vec::new();
+        let mut seen = HashSet::new();
         for object in modules {
             let object_name = object.metadata.name.clone().unwrap_or_default();
             let status = self.sync_one(object, &object_name, config_maps, registry, &mut declared);
             if self.reported.get(&object_name) != Some(&status) {
                 self.reported.insert(object_name.clone(), status.clone());
-                changed.push((object_name, status));
+                changed.push((object_name.clone(), status));
             }
+            seen.insert(object_name);
         }
-        self.reported.retain(|name, _| declared.values().any(|object| object == name));
+        self.reported.retain(|name, _| seen.contains(name));
         let gone: Vec<String> =
             self.loaded.keys().filter(|name| !declared.contains_key(*name)).cloned().collect();
         for name in gone {

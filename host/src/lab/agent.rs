@@ -1,8 +1,7 @@
 //! The lab's porin agent: started detached in the node namespace, then told
 //! to re-read the manifests with SIGHUP. Its log says when it is ready
-//! (`datapath ready`) and why an update failed (`update failed, the policy
-//! in force stays: REASON`); its API's `/v1/status` gives the revision in
-//! force, which every applied update raises.
+//! (`datapath ready`); its API's `/v1/status` counts the re-reads done and
+//! says why the last one was not applied.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -15,7 +14,6 @@ use super::netns::Node;
 use super::process::{signal, spawn_detached, wait_ready};
 
 const READY: &str = "datapath ready";
-const FAILED: &str = "update failed";
 
 /// Loading the programs and applying a policy can take a while on a busy machine.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -57,27 +55,28 @@ pub(super) fn start(node: &Node, paths: AgentPaths<'_>) -> anyhow::Result<u32> {
 
 /// Makes the agent `pid` re-read its manifests and waits for the outcome;
 /// an error carries the agent's reason when it refused the update. Done
-/// means the revision in force moved past the one before the signal: the
-/// re-read raises it even when the agent's file watcher applied the change
-/// first (counting `policy revision` log lines mistook the watcher's
-/// update for the re-read's).
+/// means the agent counted this re-read in its status (`reloads`): neither
+/// log lines nor the revision tell it from an update the agent's file
+/// watcher made meanwhile, perhaps from half-written files.
 pub(super) fn reload(pid: u32, api: &Path, log: &Path) -> anyhow::Result<()> {
-    let count = |needle: &str| read(log).lines().filter(|line| line.contains(needle)).count();
-    let (before, failed) = (revision(api)?, count(FAILED));
+    let before = status(api)?["reloads"].as_u64().unwrap_or(0);
     signal(pid, "HUP")?;
-    let applied = || revision(api).is_ok_and(|now| now > before);
-    wait_ready("the porin agent", pid, log, LIMIT, || applied() || count(FAILED) > failed)?;
-    if count(FAILED) > failed {
-        let text = read(log);
-        let reason = text.lines().rev().find(|line| line.contains(FAILED)).unwrap_or_default();
-        bail!("the agent did not apply the change: {reason}");
+    let done = || status(api).ok().filter(|now| now["reloads"].as_u64().unwrap_or(0) > before);
+    wait_ready("the porin agent", pid, log, LIMIT, || done().is_some())?;
+    let status = done().context("the agent's status went away")?;
+    let problems: Vec<&str> = status["last_error"]
+        .as_str()
+        .into_iter()
+        .chain(status["rejected"].as_array().into_iter().flatten().filter_map(|r| r.as_str()))
+        .collect();
+    if !problems.is_empty() {
+        bail!("the agent did not apply the change: {}", problems.join("; "));
     }
     Ok(())
 }
 
-/// The revision in force, from `GET /v1/status` on the agent's socket (0
-/// before the first update).
-fn revision(api: &Path) -> anyhow::Result<u32> {
+/// The agent's `GET /v1/status`, on its socket.
+fn status(api: &Path) -> anyhow::Result<serde_json::Value> {
     let mut stream =
         UnixStream::connect(api).with_context(|| format!("connecting to the agent at {}", api.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -85,9 +84,7 @@ fn revision(api: &Path) -> anyhow::Result<u32> {
     let mut response = String::new();
     stream.read_to_string(&mut response).context("reading the agent's status")?;
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    let status: serde_json::Value =
-        serde_json::from_str(body).with_context(|| format!("the agent's status is not JSON: {response}"))?;
-    Ok(status["revision"].as_u64().unwrap_or(0) as u32)
+    serde_json::from_str(body).with_context(|| format!("the agent's status is not JSON: {response}"))
 }
 
 fn read(log: &Path) -> String {

@@ -19,5 +19,6 @@ pub mod manifest;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
+pub mod reading;
 pub mod selector;
 pub mod service;

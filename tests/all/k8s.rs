@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use porin::agent::sources::Reading;
 use porin::filter::{BUILTIN_FILTERS, FilterRegistry, RuntimeConfig};
 use porin::k8s::{Cluster, ClusterSettings};
 use porin::manifest::Body;
+use porin::reading::Reading;
 use porin_tests::TempDir;
 use porin_tests::apiserver::{self, ApiServer, CNPS, CONFIG_MAPS, FILTER_MODULES, PODS, Resource};
 use serde_json::{Value, json};

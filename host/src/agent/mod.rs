@@ -25,7 +25,7 @@ use porin_sdk::RuleSetId;
 use tracing::{error, info, warn};
 
 use self::filters::FilterDir;
-use self::sources::{Reading, Sources};
+use self::sources::Sources;
 pub use self::status::Status;
 pub use self::watch::Watcher;
 use crate::datapath::{self, Datapath, MapWriter, WriteSummary};
@@ -38,6 +38,7 @@ use crate::manifest::Manifests;
 use crate::observe::Observer;
 use crate::policy::{self, EnforcementMode, ResolvedPolicy};
 use crate::proxy::PolicyResolver;
+use crate::reading::Reading;
 use crate::service::ServiceTable;
 
 /// What one apply did.

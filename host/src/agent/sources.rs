@@ -1,12 +1,5 @@
-//! The agent's policy sources, read unit by unit so that a unit which
-//! fails to parse or validate keeps its last accepted version in force
-//! while every other unit's changes apply. A unit is a file given with
-//! `-f` (or found under a directory given with it), or one object of the
-//! cluster ([`crate::k8s`]).
-//!
-//! A unit is all or nothing: one bad document holds back the whole file,
-//! so a half-finished edit (a new deny without the allow that goes with it)
-//! never applies half of a change. A file removed from a directory is
+//! The agent's file sources: the files and directories given with `-f`,
+//! each file one unit of a [`Reading`]. A file removed from a directory is
 //! deleted with its objects, as with `kubectl delete -f`; a path named with
 //! `-f` that cannot be read is an error instead, and what it held stays.
 
@@ -17,103 +10,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::diagnostic::{Diagnostic, Location, Severity};
-use crate::endpoint::Workloads;
+use crate::diagnostic::{Diagnostic, Location};
 use crate::manifest::Manifests;
-use crate::policy;
-
-/// What a unit is: a file, or a cluster object (`Kind namespace/name`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum UnitKey {
-    File(PathBuf),
-    Object(String),
-}
-
-/// What one unit contributes.
-#[derive(Debug, Clone)]
-pub struct Unit {
-    pub key: UnitKey,
-    /// Hash of the content last read; `None` when it could not be read.
-    digest: Option<[u8; 32]>,
-    /// The version last accepted (empty when none ever was): its objects
-    /// and the notes parsing them gave.
-    accepted: Arc<Manifests>,
-    /// Why the content last read is not the accepted one.
-    pub rejected: Vec<Diagnostic>,
-}
-
-impl Unit {
-    /// The unit as `parsed` from content with `digest`: accepted when it
-    /// validates, else `previous`'s accepted version stays with the errors.
-    pub fn parsed(key: UnitKey, digest: [u8; 32], parsed: Manifests, previous: Option<&Unit>) -> Unit {
-        let errors = validation_errors(&parsed);
-        if errors.is_empty() {
-            return Unit { key, digest: Some(digest), accepted: Arc::new(parsed), rejected: Vec::new() };
-        }
-        let accepted = previous.map(|unit| unit.accepted.clone()).unwrap_or_default();
-        Unit { key, digest: Some(digest), accepted, rejected: errors }
-    }
-
-    /// Whether this unit's content is the one `digest` names.
-    pub fn has_digest(&self, digest: &[u8; 32]) -> bool {
-        self.digest.as_ref() == Some(digest)
-    }
-
-    /// Whether `other` is the same content as this unit.
-    pub fn same_content(&self, other: &Unit) -> bool {
-        self.content() == other.content()
-    }
-
-    /// What tells one version of the sources from another.
-    fn content(&self) -> (&UnitKey, Option<[u8; 32]>) {
-        (&self.key, self.digest)
-    }
-}
-
-/// One reading of the sources: what is in force once it is applied.
-#[derive(Debug, Clone, Default)]
-pub struct Reading {
-    units: Vec<Unit>,
-    /// `-f` paths that could not be read (everything under them stays).
-    unreadable: Vec<Diagnostic>,
-}
-
-impl Reading {
-    pub fn new(units: Vec<Unit>) -> Reading {
-        Reading { units, unreadable: Vec::new() }
-    }
-
-    pub fn units(&self) -> &[Unit] {
-        &self.units
-    }
-
-    /// The unit in this reading with `key`.
-    pub fn unit(&self, key: &UnitKey) -> Option<&Unit> {
-        self.units.iter().find(|unit| &unit.key == key)
-    }
-
-    /// The objects of every unit's accepted version, in reading order.
-    pub fn manifests(&self) -> Manifests {
-        let mut manifests = Manifests::default();
-        for unit in &self.units {
-            manifests.objects.extend(unit.accepted.objects.iter().cloned());
-            manifests.diagnostics.extend(unit.accepted.diagnostics.iter().cloned());
-        }
-        manifests
-    }
-
-    /// Why some sources are not in force as they are now: each error of a
-    /// rejected unit, and each `-f` path that could not be read.
-    pub fn rejections(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.unreadable.iter().chain(self.units.iter().flat_map(|unit| &unit.rejected))
-    }
-
-    /// Whether this reading differs from `other` in content or in problems.
-    pub fn differs_from(&self, other: &Reading) -> bool {
-        let same_content = self.units.iter().map(Unit::content).eq(other.units.iter().map(Unit::content));
-        !same_content || !self.rejections().eq(other.rejections())
-    }
-}
+use crate::reading::{Reading, Unit, UnitKey};
 
 /// The files and directories given with `-f`.
 #[derive(Debug)]
@@ -134,34 +33,34 @@ impl Sources {
     /// again.
     pub fn read(&self, in_force: &Reading) -> Reading {
         let previous: HashMap<&Path, &Unit> = in_force
-            .units
+            .units()
             .iter()
             .filter_map(|unit| match &unit.key {
                 UnitKey::File(path) => Some((path.as_path(), unit)),
                 UnitKey::Object(_) => None,
             })
             .collect();
-        let mut reading = Reading::default();
+        let (mut units, mut unreadable) = (Vec::new(), Vec::new());
         for root in &self.paths {
             match list_files(root) {
                 Ok(files) => {
                     for path in files {
                         let previous = previous.get(path.as_path()).copied();
-                        reading.units.push(read_file(path, previous));
+                        units.push(read_file(path, previous));
                     }
                 }
                 Err(err) => {
                     let location = Location { file: Some(Arc::new(root.clone())), ..Location::default() };
-                    reading.unreadable.push(Diagnostic::error(location, format!("cannot read: {err}")));
+                    unreadable.push(Diagnostic::error(location, format!("cannot read: {err}")));
                     let kept = in_force
-                        .units
+                        .units()
                         .iter()
                         .filter(|unit| matches!(&unit.key, UnitKey::File(path) if path.starts_with(root)));
-                    reading.units.extend(kept.cloned());
+                    units.extend(kept.cloned());
                 }
             }
         }
-        reading
+        Reading::with_unreadable(units, unreadable)
     }
 }
 
@@ -173,9 +72,8 @@ fn read_file(path: PathBuf, previous: Option<&Unit>) -> Unit {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err) => {
-            let accepted = previous.map(|unit| unit.accepted.clone()).unwrap_or_default();
-            let rejected = vec![Diagnostic::error(location, format!("cannot read file: {err}"))];
-            return Unit { key, digest: None, accepted, rejected };
+            let error = Diagnostic::error(location, format!("cannot read file: {err}"));
+            return Unit::unreadable(key, error, previous);
         }
     };
     let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
@@ -185,20 +83,6 @@ fn read_file(path: PathBuf, previous: Option<&Unit>) -> Unit {
     let mut manifests = Manifests::default();
     manifests.parse(&text, location);
     Unit::parsed(key, digest, manifests, previous)
-}
-
-/// The errors of a unit's objects on their own: parsing, workloads and
-/// policy translation. Each of these looks at one object at a time, so a
-/// unit that passes here never fails in the node's whole compile.
-fn validation_errors(manifests: &Manifests) -> Vec<Diagnostic> {
-    let (_, workload_diagnostics) = Workloads::from_manifests(manifests);
-    let compiled = policy::compile(manifests, &Workloads::default());
-    compiled
-        .diagnostics
-        .into_iter()
-        .chain(workload_diagnostics)
-        .filter(|diagnostic| diagnostic.severity == Severity::Error)
-        .collect()
 }
 
 /// The manifest files of a source path: the file itself, or a directory's

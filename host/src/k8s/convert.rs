@@ -8,9 +8,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::kinds::Kind;
-use crate::agent::sources::{Unit, UnitKey};
 use crate::diagnostic::Location;
 use crate::manifest::Manifests;
+use crate::reading::{Unit, UnitKey};
 
 /// `Kind namespace/name`, as diagnostics and events name an object.
 pub(crate) fn object_name(kind: &Kind, object: &DynamicObject) -> String {

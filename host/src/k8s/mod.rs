@@ -29,9 +29,9 @@ use self::kinds::{KINDS, Kind, Role, is_policy_kind};
 use self::modules::ModuleLoader;
 use self::report::{Outcome, Reporter};
 use self::watch::Watched;
-use crate::agent::sources::{Reading, Unit, UnitKey};
 use crate::filter::FilterRegistry;
 use crate::manifest::Manifests;
+use crate::reading::{Reading, Unit, UnitKey};
 
 /// Who this agent is in the cluster.
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 
-use super::{Reading, Sources, Stamp};
+use super::{Sources, Stamp};
 use crate::manifest::Body;
+use crate::reading::Reading;
 
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);

@@ -43,9 +43,9 @@ impl Lab {
         let other = node.add_pod("app", "other", OTHER, &[("app", "other")]);
         let api = node.add_pod("app", "api", API, &[("app", "api")]);
         let pods_yaml = node.pod_manifests();
-        let mut servers = vec![serve(&api)];
+        let mut servers = vec![serve(&api, 80)];
         if with_world {
-            servers.push(serve(&node.add_pod("world", "ext", EXT, &[])));
+            servers.push(serve(&node.add_pod("world", "ext", EXT, &[]), 80));
         }
         Lab { node, web, other, pods_yaml, _servers: servers }
     }
@@ -57,12 +57,14 @@ impl Lab {
     }
 }
 
-fn serve(pod: &Pod) -> Nginx {
-    let nginx =
-        Nginx::spawn("0.0.0.0:80", 80, |binary| pod.command(binary, &[])).expect("nginx is installed");
+/// nginx in `pod` on `port`, once it answers.
+pub(crate) fn serve(pod: &Pod, port: u16) -> Nginx {
+    let nginx = Nginx::spawn(&format!("0.0.0.0:{port}"), port, |binary| pod.command(binary, &[]))
+        .expect("nginx is installed");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get(pod, pod.ip, 1).status.success() {
-        assert!(Instant::now() < deadline, "nginx in {} does not answer", pod.name);
+    let url = format!("http://{}:{port}/", pod.ip);
+    while !pod.exec("curl", &["-sf", "--max-time", "1", &url]).status.success() {
+        assert!(Instant::now() < deadline, "nginx in {} does not answer on {port}", pod.name);
         std::thread::sleep(Duration::from_millis(50));
     }
     nginx
@@ -292,12 +294,6 @@ spec:
           rules: {http: [{method: GET, path: "/"}]}
 "#;
 
-fn curl_status(pod: &Pod, args: &[&str]) -> String {
-    let output = pod
-        .exec("curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"], args].concat());
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn l7_ports_go_through_the_proxy_with_identities_and_destination_kept() {
     if !can_run() {
@@ -306,10 +302,10 @@ fn l7_ports_go_through_the_proxy_with_identities_and_destination_kept() {
     let lab = Lab::new("l7", false);
     let agent = lab.agent(&[("api.yaml", API_L7)]);
     let url = format!("http://{API}/");
-    assert_eq!(curl_status(&lab.web, &[&url]), "200", "GET / is allowed");
-    assert_eq!(curl_status(&lab.web, &[&format!("{url}public/x")]), "200");
-    assert_eq!(curl_status(&lab.web, &["-X", "POST", &url]), "403", "POST is denied by the filter");
-    assert_eq!(curl_status(&lab.other, &[&url]), "000", "other is denied at L3");
+    assert_eq!(lab.web.curl_status(&[&url]), "200", "GET / is allowed");
+    assert_eq!(lab.web.curl_status(&[&format!("{url}public/x")]), "200");
+    assert_eq!(lab.web.curl_status(&["-X", "POST", &url]), "403", "POST is denied by the filter");
+    assert_eq!(lab.other.curl_status(&[&url]), "000", "other is denied at L3");
 
     let l7 = flows_with(&agent, |f| f["Type"] == "L7" && f["l7"]["type"] == "REQUEST");
     let post = l7.iter().find(|f| f["l7"]["http"]["method"] == "POST").expect("the POST is recorded");
@@ -329,8 +325,8 @@ fn l7_ports_go_through_the_proxy_with_identities_and_destination_kept() {
     // api's, each with its own rules and records.
     agent.update("web.yaml", Some(WEB_L7));
     let before = agent.flows().len();
-    assert_eq!(curl_status(&lab.web, &[&url]), "200");
-    assert_eq!(curl_status(&lab.web, &[&format!("{url}public/x")]), "403", "web's egress rule denies it");
+    assert_eq!(lab.web.curl_status(&[&url]), "200");
+    assert_eq!(lab.web.curl_status(&[&format!("{url}public/x")]), "403", "web's egress rule denies it");
     let stages: Vec<serde_json::Value> = agent.flows().split_off(before);
     let request_directions: Vec<&str> = stages
         .iter()

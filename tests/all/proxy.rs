@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use porin_tests::agent::Agent;
-use porin_tests::netns::{Node, Pod};
+use porin_tests::netns::Node;
 use porin_tests::{Gateway, Nginx, curl, free_port, have};
 
 fn gateway_for(nginx: &Nginx, port: u16, rules: &str, extra: &str) -> Gateway {
@@ -142,19 +142,7 @@ fn an_incomplete_request_is_cut_off_by_the_header_timeout() {
 }
 
 /// Traps when the data starts with 'X', else passes everything.
-const HOSTILE: &str = r#"(module
-  (import "porin" "op" (func $op (param i32 i64 i32 i32)))
-  (memory (export "memory") 2)
-  (func (export "porin_abi_version") (result i32) (i32.const 1))
-  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
-  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "porin_rules_remove") (param i32))
-  (func (export "porin_stream_open") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "porin_stream_data") (param $id i32) (param $flags i32) (param $len i32) (result i32)
-    (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))
-    (call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0))
-    (i32.const 0))
-  (func (export "porin_stream_close") (param i32)))"#;
+const HOSTILE: &str = include_str!("../fixtures/filters/hostile.wat");
 
 #[test]
 fn a_hostile_filter_closes_its_connection_and_the_proxy_carries_on() {
@@ -258,13 +246,6 @@ spec:
           rules: {l7proto: redis, l7: [{command: GET}]}
 "#;
 
-/// `curl` from `pod`: the HTTP status, `000` when no answer came.
-fn pod_curl(pod: &Pod, args: &[&str]) -> String {
-    let output = pod
-        .exec("curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"], args].concat());
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn a_port_whose_filter_module_is_not_loaded_is_refused_and_the_rest_of_the_policy_applies() {
     if !super::datapath::can_run() {
@@ -274,17 +255,7 @@ fn a_port_whose_filter_module_is_not_loaded_is_refused_and_the_rest_of_the_polic
     let mut node = Node::new("nomodule");
     let web = node.add_pod("app", "web", web_ip, &[("app", "web")]);
     let api = node.add_pod("app", "api", api_ip, &[("app", "api")]);
-    let servers: Vec<Nginx> = [80, 6379]
-        .map(|port| Nginx::spawn(&format!("0.0.0.0:{port}"), port, |n| api.command(n, &[])).expect("nginx"))
-        .into();
-    for server in &servers {
-        let url = format!("http://{api_ip}:{}/", server.port);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while pod_curl(&web, &[&url]) != "200" {
-            assert!(std::time::Instant::now() < deadline, "nginx on {url} does not answer");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let _servers = [80, 6379].map(|port| super::datapath::serve(&api, port));
     let pods = node.pod_manifests();
     let agent = Agent::start(&node, &[("pods.yaml", &pods), ("api.yaml", API_WITH_A_MISSING_MODULE)]);
     let stderr = agent.stderr();
@@ -294,10 +265,10 @@ fn a_port_whose_filter_module_is_not_loaded_is_refused_and_the_rest_of_the_polic
     );
 
     // Port 80 is filtered as the policy says.
-    assert_eq!(pod_curl(&web, &[&format!("http://{api_ip}/")]), "200");
-    assert_eq!(pod_curl(&web, &["-X", "POST", &format!("http://{api_ip}/")]), "403");
+    assert_eq!(web.curl_status(&[&format!("http://{api_ip}/")]), "200");
+    assert_eq!(web.curl_status(&["-X", "POST", &format!("http://{api_ip}/")]), "403");
     // 6379 is refused by the proxy, with a flow saying why.
-    assert_eq!(pod_curl(&web, &[&format!("http://{api_ip}:6379/")]), "000");
+    assert_eq!(web.curl_status(&[&format!("http://{api_ip}:6379/")]), "000");
     let flows = agent.flows();
     let refused = flows
         .iter()

@@ -212,6 +212,13 @@ impl Pod {
         command_in(&self.netns, cmd, args)
     }
 
+    /// `curl` from this pod: the HTTP status, `000` when no answer came.
+    pub fn curl_status(&self, args: &[&str]) -> String {
+        let options = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"];
+        let output = self.exec("curl", &[&options, args].concat());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Whether `ip` answers one ICMP echo from this pod within `timeout_ms`
     /// (a raw socket from Python: no `ping` binary needed).
     pub fn ping(&self, ip: Ipv4Addr, timeout_ms: u32) -> bool {

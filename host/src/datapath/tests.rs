@@ -79,12 +79,14 @@ spec:
   ingress: [{}]
 "#;
 
-fn privileged() -> bool {
+/// Whether BPF tests can run (as root); `tests` names them in the loud
+/// skip line. In CI they must run.
+pub(super) fn privileged(tests: &str) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
     if !root {
         assert!(std::env::var_os("CI").is_none(), "BPF tests must run in CI: run them as root");
-        eprintln!("SKIPPED: BPF_PROG_TEST_RUN tests need root (not in CI, so skipping)");
+        eprintln!("SKIPPED: {tests} need root (not in CI, so skipping)");
     }
     root
 }
@@ -122,7 +124,7 @@ impl Loaded {
 
     /// A datapath with `adjust`ed settings (map sizes); `None` without root.
     fn with(adjust: impl FnOnce(&mut Settings)) -> Option<Loaded> {
-        if !privileged() {
+        if !privileged("BPF_PROG_TEST_RUN tests") {
             return None;
         }
         static NEXT: AtomicU32 = AtomicU32::new(0);

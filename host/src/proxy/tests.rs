@@ -376,19 +376,7 @@ fn a_stage_whose_module_is_not_loaded_is_refused_without_reaching_the_upstream()
 }
 
 /// Traps when the data starts with 'X', else passes everything.
-const HOSTILE: &str = r#"(module
-  (import "porin" "op" (func $op (param i32 i64 i32 i32)))
-  (memory (export "memory") 2)
-  (func (export "porin_abi_version") (result i32) (i32.const 1))
-  (func (export "porin_buffer") (param i32) (result i32) (i32.const 1024))
-  (func (export "porin_rules_set") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "porin_rules_remove") (param i32))
-  (func (export "porin_stream_open") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "porin_stream_data") (param $id i32) (param $flags i32) (param $len i32) (result i32)
-    (if (i32.eq (i32.load8_u (i32.const 1024)) (i32.const 88)) (then unreachable))
-    (call $op (i32.const 2) (i64.extend_i32_u (local.get $len)) (i32.const 0) (i32.const 0))
-    (i32.const 0))
-  (func (export "porin_stream_close") (param i32)))"#;
+const HOSTILE: &str = include_str!("../../../tests/fixtures/filters/hostile.wat");
 
 #[test]
 fn a_module_that_fails_open_keeps_the_connection_going_unfiltered() {

@@ -6,18 +6,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use super::*;
+use crate::datapath::tests::privileged;
 use crate::policy::resolved::Protocol;
 use crate::service::{Backends, Frontend};
-
-fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        assert!(std::env::var_os("CI").is_none(), "BPF tests must run in CI: run them as root");
-        eprintln!("SKIPPED: the service map tests need root (not in CI, so skipping)");
-    }
-    root
-}
 
 /// Removes the pinned maps, also when the test fails.
 struct Pins(PathBuf);
@@ -53,7 +44,7 @@ fn read(lb: &SocketLb) -> Content {
 
 #[test]
 fn services_keep_their_id_and_slots_follow_the_backends() {
-    if !privileged() {
+    if !privileged("the service map tests") {
         return;
     }
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/porin-unit-sock-{}", std::process::id()));
